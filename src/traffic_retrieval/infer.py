@@ -1,0 +1,139 @@
+"""infer: route queries, enhance vehicle prompts, encode the gallery once, rank, write a submission.
+
+``--split test`` ranks ``test/test_images`` for the lines of ``test/test_text.txt``;
+``--split val`` ranks the val images for the val captions (scored against the val label file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .labels import read_labels, read_queries
+from .index import gallery_embeddings, encode_texts, list_images
+from .models import TINY_MODEL, LoadedModel, load_model
+from .prepare import Layout, default_out
+from .rank import topk_blocked
+from .routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
+from .submission import write_submission
+from .vocab import Vocabulary, extract_vocabulary
+
+log = logging.getLogger(__name__)
+PACKAGED_VOCAB = Path(__file__).with_name("data") / "car_attribute.json"
+
+
+def find_vocabulary(data: Path, vocab_path: Optional[Path] = None) -> Vocabulary:
+    """The given vocabulary, else prepare's output, else one extracted from the train labels,
+    else the packaged one (the real challenge's)."""
+    for candidate in (vocab_path, default_out(data) / "car_attribute.json"):
+        if candidate and Path(candidate).is_file():
+            return Vocabulary.load(candidate)
+    train = Layout(Path(data)).labels("train")
+    if train.is_file():
+        vehicles = [l for l in read_labels(train) if l.kind == "vehicle"]
+        return extract_vocabulary([l.attribute for l in vehicles], [l.completed for l in vehicles])
+    return Vocabulary.load(PACKAGED_VOCAB)
+
+
+def split_queries_and_gallery(data: Path, split: str) -> tuple[list[str], list[Path]]:
+    layout = Layout(Path(data))
+    if split == "test":
+        return read_queries(layout.queries), list_images(layout.images("test"))
+    labels = read_labels(layout.labels(split))
+    return [l.caption for l in labels], [layout.images(split) / l.image for l in labels]
+
+
+@dataclass
+class Ranking:
+    """The first ranking, with what re-ranking needs."""
+
+    queries: list[str]
+    kinds: list[str]
+    names: list[str]  # gallery image names, in gallery order
+    query_emb: np.ndarray
+    gallery_emb: np.ndarray
+    ok: np.ndarray  # readable gallery images
+    scores: np.ndarray  # n_queries x topk
+    indices: np.ndarray  # n_queries x topk, into names
+    seconds: float  # ranking time (text encoding + search), gallery encoding excluded
+
+    def top_names(self, k: Optional[int] = None) -> list[list[str]]:
+        return [[self.names[j] for j in row[:k]] for row in self.indices]
+
+
+def rank_queries(
+    loaded: LoadedModel, queries: Sequence[str], gallery: Sequence[Path], vocab: Vocabulary,
+    topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = None,
+    square_pad: bool = True, batch_size: int = 64, workers: int = 2, progress: bool = True,
+) -> Ranking:
+    """Rank the gallery for every query (pure apart from the embedding cache)."""
+    gallery_emb, ok = gallery_embeddings(loaded, gallery, cache_dir, square_pad, False, batch_size, workers,
+                                         progress=progress)
+    if not ok.all():
+        log.warning("%d of %d gallery images are unreadable and will not be returned", (~ok).sum(), len(ok))
+    start = time.perf_counter()
+    kinds = route(queries, vocab)
+    texts = [enhance(q, kind, vehicle_prompt) for q, kind in zip(queries, kinds)]
+    query_emb = encode_texts(loaded, texts)
+    scores, indices = topk_blocked(query_emb, gallery_emb, topk, valid=ok)
+    return Ranking(list(queries), kinds, [p.name for p in gallery], query_emb, gallery_emb, ok, scores, indices,
+                   time.perf_counter() - start)
+
+
+def infer(
+    data: Path, out: Path, model: str = TINY_MODEL, pretrained: Optional[str] = None, split: str = "test",
+    topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = Path("data/cache"),
+    square_pad: bool = True, batch_size: int = 64, workers: int = 2, vocab_path: Optional[Path] = None,
+    device: Optional[str] = None, progress: bool = True,
+) -> Ranking:
+    """Run the step and write the submission (``topk`` names a query) atomically."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_model(model, pretrained, device, "fp32", square_pad)
+    queries, gallery = split_queries_and_gallery(data, split)
+    ranking = rank_queries(loaded, queries, gallery, find_vocabulary(data, vocab_path), topk, vehicle_prompt,
+                           cache_dir, square_pad, batch_size, workers, progress)
+    write_submission(out, list(zip(queries, ranking.top_names())))
+    counts = {k: len(v) for k, v in split_by_kind(ranking.kinds).items()}
+    print(f"ranked {len(queries)} queries ({counts['vehicle']} vehicle, {counts['pedestrian']} pedestrian) "
+          f"against {len(gallery)} images in {ranking.seconds:.2f} s -> {out}")
+    return ranking
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=TINY_MODEL, help=f"OpenCLIP model name (default {TINY_MODEL})")
+    p.add_argument("--pretrained", default=None, help="OpenCLIP tag (e.g. laion2b_s39b_b160k), checkpoint file, or none")
+    p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "infer",
+        help="rank the gallery for every query and write a submission",
+        description=(
+            "Reads DATA/test/test_images and DATA/test/test_text.txt (or, with --split val, the val images and "
+            "captions). Writes OUT, the submission JSON in the official format and query order, and caches the "
+            "gallery embeddings under --cache-dir."
+        ),
+    )
+    p.add_argument("--data", type=Path, default=Path("data/datasets"))
+    p.add_argument("--out", type=Path, required=True, help="submission JSON to write")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--topk", type=int, default=10, help="names per query (more for re-ranking)")
+    p.add_argument("--vehicle-prompt", default=DEFAULT_VEHICLE_PROMPT,
+                   help="text appended to vehicle queries ('' disables the prompt enhancement)")
+    p.add_argument("--cache-dir", type=Path, default=Path("data/cache"), help="embedding cache ('' disables)")
+    p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
+    add_model_arguments(p)
+    p.set_defaults(func=lambda a: infer(
+        a.data, a.out, a.model, a.pretrained, a.split, a.topk, a.vehicle_prompt, a.cache_dir or None,
+        a.square_pad, a.batch_size, a.workers, a.vocab, a.device) and 0)
