@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 def _vocabulary_pattern(vocab: Vocabulary) -> re.Pattern[str]:
     names = sorted(set(vocab.types) | set(vocab.brands), key=len, reverse=True)
+    if not names:  # an empty alternation would match the empty string: nothing is a vehicle
+        return re.compile(r"(?!)")
     return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])")
 
 
