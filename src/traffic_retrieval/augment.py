@@ -1,0 +1,161 @@
+"""augment: complete partial vehicle training labels with zero-shot CLIP (A3R's first key idea).
+
+Training labels say "white Audi" or "Truck"; test queries say "This is a grey Chery Sedan.". For
+each vehicle label missing its colour and/or type, every completion (missing colours x missing
+types, known parts kept; brands only with ``complete_brand``, CLIP being poor at fine-grained
+brands) is phrased "{prefix} {colour} {brand} {type}" in the original caption's style, scored
+against the image, and the best kept as the label's fourth field.
+
+Unlike the seed (model reloaded per batch, images one by one, candidates re-encoded per image)
+the model is loaded once, images stream through a DataLoader, and every distinct candidate text
+is encoded once. Work is written in chunks, each atomically, so an interrupted run continues
+where it stopped and ends with the same file as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .attributes import Vehicle
+from .captions import parse_vehicle_caption, vehicle_caption
+from .fileio import InputError, atomic_write_text
+from .index import encode_images, encode_texts
+from .labels import Label, format_labels, read_labels
+from .models import LoadedModel, load_model
+from .prepare import Layout
+from .vocab import Vocabulary
+
+
+def candidates(vehicle: Vehicle, vocab: Vocabulary, complete_brand: bool = False) -> list[Vehicle]:
+    """Every completion of a partial vehicle; the known parts are kept."""
+    colours = [vehicle.colour] if vehicle.colour else list(vocab.colours)
+    types = [vehicle.type] if vehicle.type else list(vocab.types)
+    brands = [vehicle.brand] if vehicle.brand or not complete_brand else list(vocab.brands)
+    return [Vehicle(c, b, t) for c, b, t in itertools.product(colours, brands, types)]
+
+
+def needs_completion(label: Label, vocab: Vocabulary) -> Optional[tuple[str, Vehicle]]:
+    """(caption style, partial vehicle) of a vehicle label that is not complete, else None."""
+    if label.kind != "vehicle":
+        return None
+    vehicle = vocab.parse(label.attribute)
+    if vehicle is None:
+        raise ValueError(f"vehicle attribute {label.attribute!r} of {label.image} is not in the vocabulary")
+    if vehicle.colour and vehicle.type:
+        return None
+    parsed = parse_vehicle_caption(label.caption, vocab)
+    return (parsed[0] if parsed else "This is a"), vehicle
+
+
+class TextCache:
+    """Candidate prompts repeat across images: encode each distinct text once."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded, self.index, self.rows = loaded, {}, []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.index]
+        if new:
+            for t in new:
+                self.index[t] = len(self.index)
+            self.rows.append(encode_texts(self.loaded, new))
+        table = np.concatenate(self.rows)
+        return table[[self.index[t] for t in texts]]
+
+
+def complete_chunk(
+    loaded: LoadedModel, labels: Sequence[Label], image_dir: Path, vocab: Vocabulary, texts: TextCache,
+    complete_brand: bool = False, batch_size: int = 64, workers: int = 2, progress: bool = True,
+) -> list[Label]:
+    """The labels with the completed field set on vehicles (complete ones keep their attribute)."""
+    todo = [(i, needs_completion(l, vocab)) for i, l in enumerate(labels)]
+    todo = [(i, need) for i, need in todo if need is not None]
+    out = [Label(l.image, l.attribute, l.caption, l.attribute if l.kind == "vehicle" else None) for l in labels]
+    if not todo:
+        return out
+    image_emb, ok = encode_images(loaded, [image_dir / labels[i].image for i, _ in todo], batch_size, workers,
+                                  progress=progress, desc="augment: encode images")
+    for row, (i, (style, vehicle)) in enumerate(todo):
+        if not ok[row]:
+            raise InputError(image_dir / labels[i].image, None, "unreadable image")
+        options = candidates(vehicle, vocab, complete_brand)
+        scores = texts.embed([vehicle_caption(v, style) for v in options]) @ image_emb[row]
+        out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption, options[int(np.argmax(scores))].to_text())
+    return out
+
+
+def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool) -> str:
+    checkpoint = Path(loaded.pretrained) if loaded.pretrained and Path(loaded.pretrained).is_file() else None
+    parts = [loaded.name, str(loaded.pretrained), str(complete_brand), repr(loaded.preprocess),
+             hashlib.sha256(label_file.read_bytes()).hexdigest()]
+    if checkpoint:
+        parts += [str(checkpoint.stat().st_size), str(checkpoint.stat().st_mtime_ns)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def augment(
+    loaded: LoadedModel, label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary,
+    complete_brand: bool = False, chunk: int = 2048, batch_size: int = 64, workers: int = 2, progress: bool = True,
+) -> list[Label]:
+    """Complete a label file into ``out`` (4-field vehicle lines), resumably."""
+    labels = read_labels(label_file)
+    parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand)}")
+    parts.mkdir(parents=True, exist_ok=True)
+    texts = TextCache(loaded)
+    done: list[Label] = []
+    for n, start in enumerate(range(0, len(labels), chunk)):
+        part = parts / f"{n:06d}.txt"
+        if not part.is_file():
+            try:
+                completed = complete_chunk(loaded, labels[start:start + chunk], image_dir, vocab, texts,
+                                           complete_brand, batch_size, workers, progress)
+            except ValueError as e:
+                raise InputError(label_file, None, str(e)) from None
+            atomic_write_text(part, format_labels(completed))
+        done += read_labels(part)
+    atomic_write_text(out, format_labels(done))
+    shutil.rmtree(parts, ignore_errors=True)
+    return done
+
+
+def default_out(data: Path, split: str) -> Path:
+    return Path(data) / split / f"{split}_label_augmented.txt"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from .infer import add_model_arguments, find_vocabulary
+
+    p = subparsers.add_parser(
+        "augment",
+        help="complete partial vehicle labels (colour, type) with zero-shot CLIP",
+        description=(
+            "Reads DATA/SPLIT/SPLIT_label.txt and its images. Writes OUT (default "
+            "DATA/SPLIT/SPLIT_label_augmented.txt): the same labels with a fourth field on vehicle lines, the "
+            "completed attribute ('white Audi' -> 'white Audi SUV'). Resumable: partial work is kept beside OUT "
+            "and a re-run continues it. prepare --train-labels OUT trains on the completed captions."
+        ),
+    )
+    p.add_argument("--data", type=Path, default=Path("data/datasets"))
+    p.add_argument("--split", choices=("train", "val"), default="train")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
+    p.add_argument("--complete-brand", action="store_true", help="also guess missing brands (the seed did not)")
+    add_model_arguments(p)
+
+    def run(a: argparse.Namespace) -> int:
+        loaded = load_model(a.model, a.pretrained, a.device or "cpu", "fp32", a.square_pad)
+        layout = Layout(a.data)
+        out = a.out or default_out(a.data, a.split)
+        augment(loaded, layout.labels(a.split), layout.images(a.split), out, find_vocabulary(a.data, a.vocab),
+                a.complete_brand, batch_size=a.batch_size, workers=a.workers)
+        print(out)
+        return 0
+
+    p.set_defaults(func=run)

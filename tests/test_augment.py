@@ -1,0 +1,93 @@
+"""Zero-shot attribute augmentation: candidates, completion, resumability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from traffic_retrieval import augment as aug
+from traffic_retrieval.attributes import Pedestrian, Vehicle
+from traffic_retrieval.labels import Label, read_labels, write_labels
+from traffic_retrieval.models import load_model
+from traffic_retrieval.vocab import Vocabulary
+
+VOCAB = Vocabulary(("black", "red", "white"), ("SUV", "Sedan", "Truck"), ("Audi", "Golden Dragon", "Hongyan"))
+
+
+def test_candidates_keep_known_parts_and_never_guess_brands():
+    assert len(aug.candidates(Vehicle(None, "Audi", None), VOCAB)) == 3 * 3
+    assert {v.colour for v in aug.candidates(Vehicle("red", "Audi", None), VOCAB)} == {"red"}
+    assert {v.brand for v in aug.candidates(Vehicle(None, None, "Truck"), VOCAB)} == {None}
+    assert len(aug.candidates(Vehicle(None, None, "Truck"), VOCAB, complete_brand=True)) == 3 * 3
+    assert aug.candidates(Vehicle("red", "Audi", "SUV"), VOCAB) == [Vehicle("red", "Audi", "SUV")]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("TR-ViT-Tiny", None)
+
+
+@pytest.fixture
+def split(tmp_path: Path) -> tuple[Path, Path]:
+    images = tmp_path / "train_images"
+    images.mkdir()
+    labels = []
+    vehicles = ["red Audi", "SUV", "Hongyan", "white Golden Dragon", "black Audi Sedan", "Truck", "red Hongyan"]
+    for i, attribute in enumerate(vehicles):
+        name = f"v{i}.jpg"
+        Image.new("RGB", (90 + 7 * i, 50), (40 * i, 200 - 20 * i, 90)).save(images / name)
+        labels.append(Label(name, attribute, f"{'This is a' if i % 2 else 'A'} {attribute}"))
+    p = Pedestrian(gender="female", age="18-60", orientation="back", backpack=True)
+    Image.new("RGB", (40, 100), (10, 10, 10)).save(images / "000001.jpg")
+    labels.insert(3, Label("000001.jpg", p.to_flags(), "A female pedestrian with her back to the camera."))
+    label_file = tmp_path / "train_label.txt"
+    write_labels(label_file, labels)
+    return label_file, images
+
+
+def test_augment_completes_colour_and_type_only(tiny, split, tmp_path):
+    label_file, images = split
+    out = aug.augment(tiny, label_file, images, tmp_path / "aug.txt", VOCAB, chunk=3, workers=0, progress=False)
+    assert read_labels(tmp_path / "aug.txt") == out
+    originals = read_labels(label_file)
+    assert [l.image for l in out] == [l.image for l in originals]
+    for before, after in zip(originals, out):
+        if before.kind == "pedestrian":
+            assert after == before
+            continue
+        partial, full = VOCAB.parse(before.attribute), VOCAB.parse(after.completed)
+        assert full.colour and full.type, after
+        assert full.brand == partial.brand  # brands are never guessed by default
+        for part in ("colour", "brand", "type"):
+            if getattr(partial, part):
+                assert getattr(full, part) == getattr(partial, part)
+    assert out[5].completed == "black Audi Sedan"  # already complete: kept
+
+
+def test_augment_resumes_to_the_same_file(tiny, split, tmp_path, monkeypatch):
+    label_file, images = split
+    whole = tmp_path / "whole.txt"
+    aug.augment(tiny, label_file, images, whole, VOCAB, chunk=3, workers=0, progress=False)
+
+    calls = {"n": 0}
+    original = aug.complete_chunk
+
+    def dies_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    resumed = tmp_path / "resumed.txt"
+    monkeypatch.setattr(aug, "complete_chunk", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        aug.augment(tiny, label_file, images, resumed, VOCAB, chunk=3, workers=0, progress=False)
+    assert not resumed.exists()  # nothing half-written is left where a later step would trust it
+    redone = []
+    monkeypatch.setattr(aug, "complete_chunk", lambda *a, **k: redone.append(1) or original(*a, **k))
+    aug.augment(tiny, label_file, images, resumed, VOCAB, chunk=3, workers=0, progress=False)
+    assert len(redone) == 2  # of 3 chunks: the finished one was not done again
+    assert resumed.read_bytes() == whole.read_bytes()
+    assert not list(tmp_path.glob(".resumed.txt.parts-*"))
