@@ -21,6 +21,7 @@ from .index import gallery_embeddings, encode_texts, list_images
 from .models import TINY_MODEL, LoadedModel, load_model
 from .prepare import Layout, default_out
 from .rank import topk_blocked
+from .rerank import METHODS, RerankSettings, rerank, tta_gallery
 from .routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
 from .submission import write_submission
 from .vocab import Vocabulary, extract_vocabulary
@@ -60,9 +61,10 @@ class Ranking:
     query_emb: np.ndarray
     gallery_emb: np.ndarray
     ok: np.ndarray  # readable gallery images
-    scores: np.ndarray  # n_queries x topk
-    indices: np.ndarray  # n_queries x topk, into names
-    seconds: float  # ranking time (text encoding + search), gallery encoding excluded
+    indices: np.ndarray  # n_queries x topk, into names (re-ranked when asked)
+    first: np.ndarray  # the first ranking's candidates, n_queries x max(topk, rerank candidates)
+    seconds: float  # first ranking time (text encoding + search), gallery encoding excluded
+    rerank_seconds: float = 0.0
 
     def top_names(self, k: Optional[int] = None) -> list[list[str]]:
         return [[self.names[j] for j in row[:k]] for row in self.indices]
@@ -72,38 +74,55 @@ def rank_queries(
     loaded: LoadedModel, queries: Sequence[str], gallery: Sequence[Path], vocab: Vocabulary,
     topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = None,
     square_pad: bool = True, batch_size: int = 64, workers: int = 2, progress: bool = True,
+    flip_tta: bool = False, rerank_settings: Optional[RerankSettings] = None, candidates: int = 50,
 ) -> Ranking:
-    """Rank the gallery for every query (pure apart from the embedding cache)."""
-    gallery_emb, ok = gallery_embeddings(loaded, gallery, cache_dir, square_pad, False, batch_size, workers,
-                                         progress=progress)
+    """Rank the gallery for every query (pure apart from the embedding cache); optionally with
+    flip TTA of the gallery and adaption re-ranking of the first ``candidates``."""
+    encode = dict(cache_dir=cache_dir, square_pad=square_pad, batch_size=batch_size, workers=workers, progress=progress)
+    gallery_emb, ok = gallery_embeddings(loaded, gallery, flip=False, **encode)
+    if flip_tta:
+        gallery_emb = tta_gallery(gallery_emb, gallery_embeddings(loaded, gallery, flip=True, **encode)[0])
     if not ok.all():
         log.warning("%d of %d gallery images are unreadable and will not be returned", (~ok).sum(), len(ok))
     start = time.perf_counter()
     kinds = route(queries, vocab)
     texts = [enhance(q, kind, vehicle_prompt) for q, kind in zip(queries, kinds)]
     query_emb = encode_texts(loaded, texts)
-    scores, indices = topk_blocked(query_emb, gallery_emb, topk, valid=ok)
-    return Ranking(list(queries), kinds, [p.name for p in gallery], query_emb, gallery_emb, ok, scores, indices,
-                   time.perf_counter() - start)
+    _, first = topk_blocked(query_emb, gallery_emb, max(topk, candidates if rerank_settings else 0), valid=ok)
+    seconds = time.perf_counter() - start
+    indices, rerank_seconds = first[:, :topk], 0.0
+    if rerank_settings is not None:
+        indices, rerank_seconds = rerank(query_emb, gallery_emb, first, rerank_settings, k=topk)
+    return Ranking(list(queries), kinds, [p.name for p in gallery], query_emb, gallery_emb, ok, indices, first,
+                   seconds, rerank_seconds)
 
 
 def infer(
     data: Path, out: Path, model: str = TINY_MODEL, pretrained: Optional[str] = None, split: str = "test",
     topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = Path("data/cache"),
     square_pad: bool = True, batch_size: int = 64, workers: int = 2, vocab_path: Optional[Path] = None,
-    device: Optional[str] = None, progress: bool = True,
+    device: Optional[str] = None, progress: bool = True, flip_tta: bool = False,
+    rerank_settings: Optional[RerankSettings] = None, candidates: int = 50,
 ) -> Ranking:
     """Run the step and write the submission (``topk`` names a query) atomically."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(model, pretrained, device, "fp32", square_pad)
     queries, gallery = split_queries_and_gallery(data, split)
     ranking = rank_queries(loaded, queries, gallery, find_vocabulary(data, vocab_path), topk, vehicle_prompt,
-                           cache_dir, square_pad, batch_size, workers, progress)
+                           cache_dir, square_pad, batch_size, workers, progress, flip_tta, rerank_settings, candidates)
     write_submission(out, list(zip(queries, ranking.top_names())))
     counts = {k: len(v) for k, v in split_by_kind(ranking.kinds).items()}
+    per_1000 = 1000 / max(len(queries), 1)
     print(f"ranked {len(queries)} queries ({counts['vehicle']} vehicle, {counts['pedestrian']} pedestrian) "
-          f"against {len(gallery)} images in {ranking.seconds:.2f} s -> {out}")
+          f"against {len(gallery)} images: first ranking {ranking.seconds * per_1000:.3f} s per 1,000 queries"
+          + (f", re-ranking {ranking.rerank_seconds * per_1000:.3f} s per 1,000 queries" if rerank_settings else "")
+          + f" -> {out}")
     return ranking
+
+
+def optional_path(text: str) -> Optional[Path]:
+    """argparse type: '' means none."""
+    return Path(text) if text.strip() else None
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,9 +150,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=10, help="names per query (more for re-ranking)")
     p.add_argument("--vehicle-prompt", default=DEFAULT_VEHICLE_PROMPT,
                    help="text appended to vehicle queries ('' disables the prompt enhancement)")
-    p.add_argument("--cache-dir", type=Path, default=Path("data/cache"), help="embedding cache ('' disables)")
+    p.add_argument("--cache-dir", type=optional_path, default=Path("data/cache"), help="embedding cache ('' disables)")
     p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
+    add_rerank_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=lambda a: infer(
-        a.data, a.out, a.model, a.pretrained, a.split, a.topk, a.vehicle_prompt, a.cache_dir or None,
-        a.square_pad, a.batch_size, a.workers, a.vocab, a.device) and 0)
+        a.data, a.out, a.model, a.pretrained, a.split, a.topk, a.vehicle_prompt, a.cache_dir,
+        a.square_pad, a.batch_size, a.workers, a.vocab, a.device, True, a.flip_tta, rerank_settings(a),
+        a.rerank_candidates) and 0)
+
+
+def add_rerank_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = RerankSettings()
+    p.add_argument("--rerank", choices=("none", *METHODS), default="none",
+                   help="adaption re-ranking of the first candidates (default none)")
+    p.add_argument("--rerank-candidates", type=int, default=50, help="first-ranked candidates to re-rank (N)")
+    p.add_argument("--rerank-top-k", type=int, default=defaults.top_k, help="candidates forming the consensus")
+    p.add_argument("--rerank-weight", type=float, default=defaults.weight, help="step towards the consensus")
+    p.add_argument("--flip-tta", action="store_true", help="average gallery embeddings with their horizontal flips")
+
+
+def rerank_settings(a: argparse.Namespace) -> Optional[RerankSettings]:
+    if a.rerank == "none":
+        return None
+    return RerankSettings(method=a.rerank, top_k=a.rerank_top_k, weight=a.rerank_weight)

@@ -53,13 +53,21 @@ def normalise_pretrained(pretrained: Optional[str | Path]) -> Optional[str]:
     return pretrained
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
+class ToRGB:
     """EXIF rotation applied, transparency flattened on black, any mode (L, CMYK, P...) to RGB."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "P", "PA"):
-        image = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
-    return image.convert("RGB")
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "P", "PA"):
+            image = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
+        return image.convert("RGB")
+
+    def __repr__(self) -> str:  # stable across processes: part of the embedding cache key
+        return "ToRGB()"
+
+
+to_rgb = ToRGB()
 
 
 def load_image(path: str | Path) -> Image.Image:
