@@ -13,7 +13,7 @@ import sys
 from .fileio import InputError
 
 # Pipeline order; each name is a module of this package.
-STEPS = ("synth", "prepare", "train", "infer", "evaluate")
+STEPS = ("synth", "prepare", "augment", "train", "infer", "rerank", "evaluate", "search", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .fileio import atomic_open, atomic_write_text
 from .metrics import METRIC_KEYS
@@ -27,15 +27,17 @@ def write_results_table(path: str | Path, metrics: dict, title: str = "Results")
 
 
 def plot_topk(
-    queries: Sequence[str], rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]], image_dir: str | Path,
-    out: str | Path, k: int = 10, thumb: int = 96,
+    queries: Sequence[str], rankings: Sequence[Sequence[str]], relevant: Optional[Sequence[set[str]]],
+    image_dir: str | Path, out: str | Path, k: int = 10, thumb: int = 96,
 ) -> Path:
-    """One row a query: its text, then the top-k images, hits framed green and misses red."""
+    """One row a query: its text, then the top-k images, hits framed green and misses red
+    (``relevant=None``: no ground truth, plain grey frames)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    relevant = [None] * len(queries) if relevant is None else relevant
     fig, axes = plt.subplots(len(queries), k, figsize=(k * 1.3, len(queries) * 1.75), squeeze=False)
     for row, (query, names, rel) in enumerate(zip(queries, rankings, relevant)):
         for col in range(k):
@@ -47,9 +49,9 @@ def plot_topk(
             image = load_image(Path(image_dir) / names[col])
             image.thumbnail((thumb, thumb))
             ax.imshow(image)
-            hit = names[col] in rel
+            hit = rel is not None and names[col] in rel
             for spine in ax.spines.values():
-                spine.set_edgecolor("tab:green" if hit else "tab:red")
+                spine.set_edgecolor("tab:grey" if rel is None else "tab:green" if hit else "tab:red")
                 spine.set_linewidth(3)
             ax.set_xlabel(f"{col + 1}{' hit' if hit else ''}", fontsize=7)
         axes[row][0].set_title("\n".join(textwrap.wrap(query, 110)), fontsize=7, loc="left", x=0, ha="left")

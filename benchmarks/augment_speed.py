@@ -1,0 +1,80 @@
+"""Attribute augmentation: the seed-style loop vs the project's, same tiny model, same data, one run.
+
+Seed style (what the A3R notebooks did): the CLIP model re-created for every batch of labels,
+images opened and encoded one by one, each image's candidate prompts encoded for that image.
+Project: model loaded once, images through a DataLoader in batches, each distinct prompt encoded
+once (traffic_retrieval.augment). Both must choose the same completions.
+
+    .venv/bin/python benchmarks/augment_speed.py [--train 600] [--batch 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from traffic_retrieval import augment as aug
+from traffic_retrieval.captions import vehicle_caption
+from traffic_retrieval.index import encode_texts
+from traffic_retrieval.labels import read_labels
+from traffic_retrieval.models import load_image, load_model
+from traffic_retrieval.prepare import Layout
+from traffic_retrieval.synth import generate
+from traffic_retrieval.infer import find_vocabulary
+
+
+def seed_style(checkpoint: str, labels, image_dir: Path, vocab, batch: int) -> list[str]:
+    completed = []
+    todo = [(l, aug.needs_completion(l, vocab)) for l in labels]
+    todo = [(l, need) for l, need in todo if need is not None]
+    for start in range(0, len(todo), batch):
+        loaded = load_model("TR-ViT-Tiny", checkpoint)  # re-created for every batch, as the seed did
+        for label, (style, vehicle) in todo[start:start + batch]:
+            image = loaded.preprocess(load_image(image_dir / label.image)).unsqueeze(0)
+            with torch.no_grad():
+                feature = loaded.model.encode_image(image, normalize=True)[0].numpy()
+            options = aug.candidates(vehicle, vocab)
+            scores = encode_texts(loaded, [vehicle_caption(v, style) for v in options]) @ feature
+            completed.append(options[int(np.argmax(scores))].to_text())
+    return completed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=600, help="synthetic train images (about a third are vehicles)")
+    parser.add_argument("--batch", type=int, default=25, help="seed-style batch size (one model load each)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        generate(tmp / "data", train=args.train, val=0, test=0, seed=0, progress=False)
+        checkpoint = tmp / "tiny.pt"
+        torch.save({"state_dict": load_model("TR-ViT-Tiny", None).model.state_dict()}, checkpoint)
+        layout = Layout(tmp / "data")
+        labels = read_labels(layout.labels("train"))
+        vocab = find_vocabulary(tmp / "data")
+        n = sum(aug.needs_completion(l, vocab) is not None for l in labels)
+
+        start = time.perf_counter()
+        seed_result = seed_style(str(checkpoint), labels, layout.images("train"), vocab, args.batch)
+        seed_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        loaded = load_model("TR-ViT-Tiny", str(checkpoint))
+        ours = aug.augment(loaded, layout.labels("train"), layout.images("train"), tmp / "aug.txt", vocab, progress=False)
+        our_seconds = time.perf_counter() - start
+    ours = [l.completed for l in ours if aug.needs_completion(l, vocab) is not None]
+    agree = np.mean([a == b for a, b in zip(seed_result, ours)])
+    print(f"labels completed: {n} (of {len(labels)} train labels)")
+    print(f"seed style : {seed_seconds:8.2f} s  {seed_seconds / n * 1000:8.1f} ms/label")
+    print(f"project    : {our_seconds:8.2f} s  {our_seconds / n * 1000:8.1f} ms/label")
+    print(f"speed-up   : {seed_seconds / our_seconds:8.1f}x   (same completions: {agree:.1%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""serve: a local web page over an encoded gallery, for operators who type a description and look.
+
+The gallery is encoded once at start-up; a query is one text encoding and one search. The
+server answers only two kinds of request that touch data: ``/api/search`` (parameters checked,
+errors as 4xx JSON) and ``/images/{name}``, which looks ``name`` up in the gallery's name
+table, so no user text ever becomes part of a file path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Literal
+from urllib.parse import quote
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from .models import LoadedModel
+from .routing import DEFAULT_VEHICLE_PROMPT
+from .search import Gallery, add_gallery_arguments, answer, open_gallery
+from .vocab import Vocabulary
+
+WEB = Path(__file__).with_name("web")
+MAX_QUERY = 500  # characters; the text encoder reads 77 tokens anyway
+MAX_K = 100
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(
+    gallery: Gallery, loaded: LoadedModel, vocab: Vocabulary, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT,
+    max_k: int = MAX_K, max_query: int = MAX_QUERY,
+) -> FastAPI:
+    """The web app over an already encoded gallery (no I/O here beyond serving its files)."""
+    app = FastAPI(title="traffic-retrieval", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "bad request")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # logged here, never shown
+        log.exception("error answering %s", request.url.path)
+        return _error(500, "internal error")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    @app.get("/api/info")
+    def info() -> dict:
+        return {"images": len(gallery), "model": loaded.name, "vehicle_prompt": vehicle_prompt,
+                "max_k": max_k, "max_query": max_query}
+
+    @app.get("/api/search")
+    def search(
+        q: str = Query(..., min_length=1, max_length=max_query, description="the description"),
+        kind: Literal["auto", "vehicle", "pedestrian"] = "auto",
+        k: int = Query(10, ge=1, le=max_k),
+        prompt: bool = Query(True, description="append the vehicle prompt to vehicle queries"),
+    ) -> dict:
+        if not q.strip():
+            raise HTTPException(422, "q: empty query")
+        start = time.perf_counter()
+        result = answer(gallery, loaded, vocab, q, kind, k, vehicle_prompt if prompt else "")
+        return {
+            "query": result.query, "kind": result.kind, "filter": kind, "text": result.text, "prompt": prompt,
+            "ms": round(1000 * (time.perf_counter() - start), 2),
+            "results": [{"rank": h.rank, "name": h.name, "score": round(h.score, 4), "url": f"/images/{quote(h.name)}"}
+                        for h in result.hits],
+        }
+
+    @app.get("/images/{name}")
+    def image(name: str) -> FileResponse:
+        path = gallery.path(name)
+        if path is None:
+            raise HTTPException(404, "no such gallery image")
+        return FileResponse(path, headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+    return app
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread (port 0: a free one) and yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    gallery, loaded, vocab = open_gallery(args)
+    app = create_app(gallery, loaded, vocab, args.vehicle_prompt)
+    print(f"{len(gallery)} images from {gallery.folder}; open http://{args.host}:{args.port}/")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="a local search page over the gallery",
+        description=(
+            "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir, "
+            "then serves a search page and a JSON API (/api/search?q=...&kind=auto&k=10&prompt=1) on HOST:PORT. "
+            "Writes nothing else."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    add_gallery_arguments(p)
+    p.set_defaults(func=run)
