@@ -20,7 +20,7 @@ import torch
 
 from traffic_retrieval import augment as aug
 from traffic_retrieval.captions import vehicle_caption
-from traffic_retrieval.index import encode_texts
+from traffic_retrieval.encode import encode_texts
 from traffic_retrieval.labels import read_labels
 from traffic_retrieval.models import load_image, load_model
 from traffic_retrieval.prepare import Layout

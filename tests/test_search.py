@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from traffic_retrieval import cli
-from traffic_retrieval.index import encode_texts
+from traffic_retrieval.encode import encode_texts
 from traffic_retrieval.infer import PACKAGED_VOCAB
 from traffic_retrieval.models import load_model
 from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT

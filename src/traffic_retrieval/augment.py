@@ -26,7 +26,7 @@ import numpy as np
 from .attributes import Vehicle
 from .captions import parse_vehicle_caption, vehicle_caption
 from .fileio import InputError, atomic_write_text
-from .index import encode_images, encode_texts
+from .encode import encode_images, encode_texts
 from .labels import Label, format_labels, read_labels
 from .models import LoadedModel, load_model
 from .prepare import Layout

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .labels import read_labels, read_queries
-from .index import gallery_embeddings, encode_texts, list_images
+from .encode import gallery_embeddings, encode_texts, list_images
 from .models import TINY_MODEL, LoadedModel, load_model
 from .prepare import Layout, default_out
 from .rank import topk_blocked

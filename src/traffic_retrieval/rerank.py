@@ -125,7 +125,7 @@ def add_parser(subparsers) -> None:
 
 
 def _run_from_submission(a) -> int:
-    from .index import encode_texts, gallery_embeddings
+    from .encode import encode_texts, gallery_embeddings
     from .infer import find_vocabulary, split_queries_and_gallery
     from .models import load_model
     from .routing import DEFAULT_VEHICLE_PROMPT, enhance, route

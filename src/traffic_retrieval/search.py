@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .fileio import InputError
-from .index import encode_texts, gallery_embeddings, list_images
+from .encode import encode_texts, gallery_embeddings, list_images
 from .infer import add_model_arguments, find_vocabulary, optional_path
 from .models import LoadedModel, load_model
 from .prepare import Layout

@@ -1,4 +1,4 @@
-"""Gallery encoding: every image once, in batches with DataLoader workers, cached on disk.
+"""Encoding: gallery images once, in batches with DataLoader workers, cached on disk; query texts.
 
 The cache is keyed by content (model name, checkpoint size and mtime, transform switches, and
 each image's name, size and mtime), so a changed gallery or checkpoint is re-encoded. Encoding
