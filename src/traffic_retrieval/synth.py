@@ -4,6 +4,7 @@ Writes, under ``out``::
 
     train/train_images/*.jpg   train/train_label.txt      web style, partial vehicle labels
     val/val_images/*.jpg       val/val_label.txt          web style, partial vehicle labels
+    {train,val,pretrain}/*_label_truth.txt    synthetic only: vehicle labels with their true completion
     test/test_images/*.jpg     test/test_text.txt         surveillance style, one query per image
                                test/test_ground_truth.txt organisers' format: query$relevant1.jpg$...
     pretrain/pretrain_images/  pretrain/pretrain_label.txt  (with --pretrain) web style, complete labels
@@ -275,6 +276,10 @@ def _write_split(out: Path, split: str, items: Sequence[Item], pool, progress: b
         atomic_write_text(tmp / "test_ground_truth.txt", "".join(line + "\n" for line in ground_truth(items)))
     else:
         write_labels(tmp / f"{split}_label.txt", [it.label for it in items])
+        # Synthetic only: the true completion of every vehicle label, in the augmented 4-field form,
+        # so that augmentation accuracy can be measured.
+        write_labels(tmp / f"{split}_label_truth.txt",
+                     [replace(it.label, completed=it.subject.to_text()) for it in items if isinstance(it.subject, Vehicle)])
     shutil.rmtree(out / split, ignore_errors=True)
     tmp.rename(out / split)
 
