@@ -81,9 +81,21 @@ def test_captions_state_the_attributes(dataset):
             if label.kind == "pedestrian":
                 assert parse_pedestrian_caption(label.caption) == Pedestrian.from_flags(label.attribute)
             else:
-                parsed = parse_vehicle_caption(label.caption, VOCAB)
+                caption = label.caption
+                if split == "pretrain":  # camera-style web images carry the seed's prompt phrase
+                    caption = caption.removesuffix(synth.DEFAULT_VEHICLE_PROMPT)
+                parsed = parse_vehicle_caption(caption, VOCAB)
                 assert parsed is not None and parsed[1] == VOCAB.parse(label.attribute), label
                 assert not label.caption.endswith(".")
+
+
+def test_pretrain_holds_camera_style_images_captioned_as_such():
+    items = synth.plan({"pretrain": 600})["pretrain"]
+    styles = [it.style for it in items]
+    assert 0.2 < styles.count("surveillance") / len(items) < 0.4
+    for it in items:
+        if isinstance(it.subject, Vehicle):
+            assert it.caption.endswith(synth.DEFAULT_VEHICLE_PROMPT) == (it.style == "surveillance")
 
 
 def test_partial_labels_describe_the_drawn_vehicle():

@@ -7,7 +7,8 @@ Writes, under ``out``::
     {train,val,pretrain}/*_label_truth.txt    synthetic only: vehicle labels with their true completion
     test/test_images/*.jpg     test/test_text.txt         surveillance style, one query per image
                                test/test_ground_truth.txt organisers' format: query$relevant1.jpg$...
-    pretrain/pretrain_images/  pretrain/pretrain_label.txt  (with --pretrain) web style, complete labels
+    pretrain/pretrain_images/  pretrain/pretrain_label.txt  (with --pretrain) complete labels; mostly web
+                               style, 30% surveillance style with the seed's prompt phrase on vehicle captions
 
 Planning (which participant, which label, which file name) is separate from drawing, so label
 statistics can be checked without rendering. Every split is written to a temporary folder and
@@ -37,6 +38,7 @@ from .attributes import Pedestrian, Vehicle
 from .captions import VEHICLE_STYLES, pedestrian_caption, vehicle_caption
 from .fileio import atomic_write_text
 from .labels import SEP, Label, write_labels
+from .routing import DEFAULT_VEHICLE_PROMPT, enhance
 from .render import Style, default_vocabulary, render_pedestrian, render_vehicle
 from .vocab import Vocabulary
 
@@ -57,6 +59,12 @@ THIS_IS_A = 21480 / 42704
 
 # Mean number of images sharing one attribute combination in a split; it sets the number of
 # relevant images per test query (real galleries hold several images of one description).
+# The pretrain split stands in for the web data CLIP was pretrained on, which holds camera images
+# too, some captioned as such: a share of it is drawn in the surveillance style, and those vehicle
+# captions end with the seed's prompt phrase. This is the knowledge that the seed's prompt
+# enhancement and its choice of a large, lighting-robust CLIP relied on.
+PRETRAIN_SURVEILLANCE = 0.3
+
 GROUP_SIZE = {"train": 6, "val": 6, "test": 6, "pretrain": 1}
 
 # Plausible types of a brand (weights); brands not listed build passenger cars.
@@ -227,11 +235,15 @@ def plan(sizes: Mapping[str, int], seed: int = 0, vocab: Optional[Vocabulary] = 
         kinds = ["vehicle"] * n_vehicle + ["pedestrian"] * (n - n_vehicle)
         if split != "test":
             kinds = [kinds[i] for i in rng.permutation(n)]
-        style: Style = "surveillance" if split == "test" else "web"
         items, v_iter, p_iter = [], iter(vehicles), iter(pedestrians)
         for index, kind in enumerate(kinds):
+            style: Style = "surveillance" if split == "test" else "web"
+            if split == "pretrain" and rng.random() < PRETRAIN_SURVEILLANCE:
+                style = "surveillance"
             if kind == "vehicle":
                 subject, (attribute, caption) = next(v_iter)
+                if split == "pretrain" and style == "surveillance":
+                    caption = enhance(caption, "vehicle")
                 name = names()
             else:
                 subject = next(p_iter)
