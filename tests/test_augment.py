@@ -91,3 +91,17 @@ def test_augment_resumes_to_the_same_file(tiny, split, tmp_path, monkeypatch):
     assert len(redone) == 2  # of 3 chunks: the finished one was not done again
     assert resumed.read_bytes() == whole.read_bytes()
     assert not list(tmp_path.glob(".resumed.txt.parts-*"))
+
+
+def test_completion_accuracy_counts_only_missing_parts():
+    truth = [Label("a.jpg", "red Audi", "A red Audi", "red Audi SUV"),
+             Label("b.jpg", "Truck", "A Truck", "white Hongyan Truck"),
+             Label("c.jpg", "Hongyan", "A Hongyan", "black Hongyan Truck")]
+    predicted = [Label("a.jpg", "red Audi", "A red Audi", "red Audi SUV"),  # type right
+                 Label("b.jpg", "Truck", "A Truck", "black Truck"),  # colour wrong
+                 Label("c.jpg", "Hongyan", "A Hongyan", "black Hongyan Sedan")]  # colour right, type wrong
+    acc = aug.completion_accuracy(predicted, truth, VOCAB)
+    assert acc["colour"]["labels"] == 2 and acc["colour"]["accuracy"] == 0.5
+    assert acc["colour"]["per_class"] == {"black": 1.0, "white": 0.0}
+    assert acc["type"]["labels"] == 2 and acc["type"]["accuracy"] == 0.5
+    assert acc["type"]["per_class"] == {"SUV": 1.0, "Truck": 0.0}

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import itertools
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,8 +26,8 @@ import numpy as np
 
 from .attributes import Vehicle
 from .captions import parse_vehicle_caption, vehicle_caption
-from .fileio import InputError, atomic_write_text
-from .encode import encode_images, encode_texts
+from .fileio import InputError, atomic_write_text, read_text_lines
+from .encode import encode_images, encode_texts, unreadable_summary, weights_digest
 from .labels import Label, format_labels, read_labels
 from .models import LoadedModel, load_model
 from .prepare import Layout
@@ -72,29 +73,31 @@ class TextCache:
 
 def complete_chunk(
     loaded: LoadedModel, labels: Sequence[Label], image_dir: Path, vocab: Vocabulary, texts: TextCache,
-    complete_brand: bool = False, batch_size: int = 64, workers: int = 2, progress: bool = True,
+    complete_brand: bool = False, batch_size: int = 64, workers: int = 2, progress: bool = True, strict: bool = False,
 ) -> list[Label]:
-    """The labels with the completed field set on vehicles (complete ones keep their attribute)."""
+    """The labels with the completed field set on vehicles (complete ones keep their attribute).
+    A vehicle whose image is unreadable keeps three fields (no completion), or, ``strict``, raises."""
     todo = [(i, needs_completion(l, vocab)) for i, l in enumerate(labels)]
     todo = [(i, need) for i, need in todo if need is not None]
     out = [Label(l.image, l.attribute, l.caption, l.attribute if l.kind == "vehicle" else None) for l in labels]
     if not todo:
         return out
     image_emb, ok = encode_images(loaded, [image_dir / labels[i].image for i, _ in todo], batch_size, workers,
-                                  progress=progress, desc="augment: encode images")
+                                  progress=progress, desc="augment: encode images", strict=strict)
     for row, (i, (style, vehicle)) in enumerate(todo):
         if not ok[row]:
-            raise InputError(image_dir / labels[i].image, None, "unreadable image")
+            out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption)
+            continue
         options = candidates(vehicle, vocab, complete_brand)
         scores = texts.embed([vehicle_caption(v, style) for v in options]) @ image_emb[row]
         out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption, options[int(np.argmax(scores))].to_text())
     return out
 
 
-def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool) -> str:
+def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool, strict: bool) -> str:
     checkpoint = Path(loaded.pretrained) if loaded.pretrained and Path(loaded.pretrained).is_file() else None
-    parts = [loaded.name, str(loaded.pretrained), str(complete_brand), repr(loaded.preprocess),
-             hashlib.sha256(label_file.read_bytes()).hexdigest()]
+    parts = [loaded.name, str(loaded.pretrained), str(weights_digest(loaded)), str(complete_brand), str(strict),
+             repr(loaded.preprocess), hashlib.sha256(label_file.read_bytes()).hexdigest()]
     if checkpoint:
         parts += [str(checkpoint.stat().st_size), str(checkpoint.stat().st_mtime_ns)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
@@ -103,26 +106,37 @@ def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool) -> str
 def augment(
     loaded: LoadedModel, label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary,
     complete_brand: bool = False, chunk: int = 2048, batch_size: int = 64, workers: int = 2, progress: bool = True,
+    strict: bool = False,
 ) -> list[Label]:
-    """Complete a label file into ``out`` (4-field vehicle lines), resumably."""
+    """Complete a label file into ``out`` (4-field vehicle lines), resumably. Vehicles whose image
+    is unreadable keep three fields (see :func:`unreadable`), or, ``strict``, abort the run."""
     labels = read_labels(label_file)
-    parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand)}")
+    for (number, _), label in zip(read_text_lines(label_file), labels):  # fail now, not hours in
+        try:
+            needs_completion(label, vocab)
+        except ValueError as e:
+            raise InputError(label_file, number, str(e)) from None
+    parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand, strict)}")
     parts.mkdir(parents=True, exist_ok=True)
     texts = TextCache(loaded)
     done: list[Label] = []
     for n, start in enumerate(range(0, len(labels), chunk)):
         part = parts / f"{n:06d}.txt"
         if not part.is_file():
-            try:
-                completed = complete_chunk(loaded, labels[start:start + chunk], image_dir, vocab, texts,
-                                           complete_brand, batch_size, workers, progress)
-            except ValueError as e:
-                raise InputError(label_file, None, str(e)) from None
+            completed = complete_chunk(loaded, labels[start:start + chunk], image_dir, vocab, texts,
+                                       complete_brand, batch_size, workers, progress, strict)
             atomic_write_text(part, format_labels(completed))
         done += read_labels(part)
     atomic_write_text(out, format_labels(done))
     shutil.rmtree(parts, ignore_errors=True)
     return done
+
+
+def unreadable(labels: Sequence[Label], done: Sequence[Label], image_dir: Path, vocab: Vocabulary) -> Optional[str]:
+    """The summary of the images augmentation could not read (labels left without completion)."""
+    todo = [(label, after) for label, after in zip(labels, done) if needs_completion(label, vocab)]
+    return unreadable_summary([image_dir / l.image for l, _ in todo], np.array([a.completed is not None for _, a in todo]),
+                              "images to complete")
 
 
 def default_out(data: Path, split: str) -> Path:
@@ -139,7 +153,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Reads DATA/SPLIT/SPLIT_label.txt and its images. Writes OUT (default "
             "DATA/SPLIT/SPLIT_label_augmented.txt): the same labels with a fourth field on vehicle lines, the "
             "completed attribute ('white Audi' -> 'white Audi SUV'). Resumable: partial work is kept beside OUT "
-            "and a re-run continues it. prepare --train-labels OUT trains on the completed captions."
+            "and a re-run continues it. prepare --train-labels OUT trains on the completed captions. A vehicle "
+            "whose image cannot be read keeps its three fields (no completion) and is counted at the end."
         ),
     )
     p.add_argument("--data", type=Path, default=Path("data/datasets"))
@@ -147,15 +162,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
     p.add_argument("--complete-brand", action="store_true", help="also guess missing brands (the seed did not)")
+    p.add_argument("--chunk", type=int, default=2048, help="labels per resumable chunk")
+    p.add_argument("--strict", action="store_true", help="abort at the first unreadable image instead of skipping it")
     add_model_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
         loaded = load_model(a.model, a.pretrained, a.device or "cpu", "fp32", a.square_pad)
         layout = Layout(a.data)
         out = a.out or default_out(a.data, a.split)
-        augment(loaded, layout.labels(a.split), layout.images(a.split), out, find_vocabulary(a.data, a.vocab),
-                a.complete_brand, batch_size=a.batch_size, workers=a.workers)
+        vocab = find_vocabulary(a.data, a.vocab)
+        done = augment(loaded, layout.labels(a.split), layout.images(a.split), out, vocab, a.complete_brand,
+                       a.chunk, a.batch_size, a.workers, strict=a.strict)
+        summary = unreadable(read_labels(layout.labels(a.split)), done, layout.images(a.split), vocab)
+        if summary:
+            print(f"{summary} (their labels keep three fields)", file=sys.stderr)
         print(out)
         return 0
 
     p.set_defaults(func=run)
+
+
+def completion_accuracy(predicted: Sequence[Label], truth: Sequence[Label], vocab: Vocabulary) -> dict:
+    """Accuracy of the completed colour and type, over the labels that missed them, overall and
+    per true class. ``truth`` holds the same labels with their true completion (synthetic data)."""
+    true_by_image = {l.image: vocab.parse(l.completed) for l in truth if l.completed}
+    result: dict = {}
+    for part in ("colour", "type"):
+        hits: dict[str, list[bool]] = {}
+        for label in predicted:
+            partial, guess = vocab.parse(label.attribute), vocab.parse(label.completed or "")
+            true = true_by_image.get(label.image)
+            if label.kind != "vehicle" or true is None or partial is None or getattr(partial, part):
+                continue
+            hits.setdefault(getattr(true, part), []).append(guess is not None and getattr(guess, part) == getattr(true, part))
+        every = [h for v in hits.values() for h in v]
+        result[part] = {
+            "accuracy": float(np.mean(every)) if every else float("nan"), "labels": len(every),
+            "per_class": {c: float(np.mean(v)) for c, v in sorted(hits.items())},
+        }
+    return result

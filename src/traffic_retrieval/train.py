@@ -42,8 +42,9 @@ class TrainSettings:
 
 SEED_SETTINGS = TrainSettings()  # ViT-bigG-14 on the real data, GPU (the seed's best run: epoch 5)
 # The tiny model learns from scratch on the synthetic data on CPU: a normal CLIP learning rate,
-# a short warmup and fp32 (AMP on CPU is about 14x slower).
-TINY_SETTINGS = TrainSettings(epochs=8, batch_size=64, lr=1e-3, warmup=50, wd=0.1, precision="fp32")
+# a short warmup and fp32 (AMP on CPU is about 14x slower); only the latest epoch is kept on disk.
+TINY_SETTINGS = TrainSettings(epochs=8, batch_size=64, lr=1e-3, warmup=50, wd=0.1, precision="fp32",
+                              extra=["--delete-previous-checkpoint"])
 
 
 def default_settings(model: str) -> TrainSettings:
@@ -102,7 +103,9 @@ def train(
     if nproc > 1 and not torch.cuda.is_available():
         args += ["--dist-backend", "gloo"]
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    code = subprocess.call([*launcher, "-m", "traffic_retrieval.train_entry", *args], env=env)
+    # "--" ends torchrun's options: its parser would take the loop's --logs for its own --logs-specs
+    entry = ["-m", "traffic_retrieval.train_entry", *(["--"] if nproc > 1 else [])]
+    code = subprocess.call([*launcher, *entry, *args], env=env)
     checkpoint = final_checkpoint(logs, name, settings.epochs)
     if code != 0:
         raise TrainingError(f"open_clip_train exited with code {code}; see {run_dir / 'out.log'}")
