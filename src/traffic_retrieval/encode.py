@@ -21,8 +21,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .fileio import atomic_open
-from .models import LoadedModel
+from .fileio import InputError, atomic_open
+from .models import LoadedModel, load_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 log = logging.getLogger(__name__)
@@ -61,6 +61,28 @@ class ImageFiles(Dataset):
             return None, False
 
 
+def require_readable(paths: Sequence[Path], ok: np.ndarray) -> None:
+    """``--strict``: InputError naming the first unreadable image and why."""
+    bad = np.flatnonzero(~np.asarray(ok, bool))
+    if len(bad):
+        path = paths[bad[0]]
+        try:
+            load_image(path)
+            why = "unreadable image"
+        except Exception as e:
+            why = f"unreadable image: {e}"
+        raise InputError(path, None, f"{why} (without --strict it is skipped)")
+
+
+def unreadable_summary(paths: Sequence[Path], ok: np.ndarray, what: str = "images", shown: int = 10) -> Optional[str]:
+    """'2 of 500 images unreadable, skipped: PATH, PATH', or None when every image was read."""
+    bad = [str(paths[i]) for i in np.flatnonzero(~np.asarray(ok, bool))]
+    if not bad:
+        return None
+    more = f", and {len(bad) - shown} more (each logged when encoded)" if len(bad) > shown else ""
+    return f"{len(bad)} of {len(paths)} {what} unreadable, skipped: {', '.join(bad[:shown])}{more}"
+
+
 def _collate(batch):
     ok = torch.tensor([b[1] for b in batch])
     shape = next((b[0].shape for b in batch if b[1]), None)
@@ -72,9 +94,10 @@ def _collate(batch):
 @torch.no_grad()
 def encode_images(
     loaded: LoadedModel, paths: Sequence[Path], batch_size: int = 64, workers: int = 2,
-    flip: bool = False, progress: bool = True, desc: str = "encode images",
+    flip: bool = False, progress: bool = True, desc: str = "encode images", strict: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised image embeddings (float32, n x d) and a mask of images that could be read."""
+    """L2-normalised image embeddings (float32, n x d) and a mask of images that could be read;
+    ``strict`` raises InputError at the first batch holding an unreadable image."""
     loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=batch_size,
                         num_workers=workers, collate_fn=_collate, persistent_workers=False)
     dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else None
@@ -85,6 +108,8 @@ def encode_images(
         else:
             features = loaded.model.encode_image(images.to(loaded.device), normalize=True)
             embeddings.append(features.float().cpu().numpy())
+        if strict:
+            require_readable(paths[len(oks) * batch_size:], ok.numpy())
         oks.append(ok.numpy())
     if not embeddings:
         return np.zeros((0, dim or 0), np.float32), np.zeros(0, bool)
@@ -109,13 +134,24 @@ def _file_stamp(path: Path) -> list:
     return [path.name, st.st_size, st.st_mtime_ns]
 
 
+def weights_digest(loaded: LoadedModel) -> Optional[str]:
+    """A digest of the weights when nothing else names them: a random initialisation differs in
+    every process, so two of them must never share cached work. None for a tag or a checkpoint."""
+    if loaded.pretrained:
+        return None
+    digest = hashlib.sha256()
+    for tensor in loaded.model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def cache_key(loaded: LoadedModel, paths: Sequence[Path], flip: bool, square_pad: bool) -> str:
     """Content key of a gallery encoding."""
     checkpoint = None
     if loaded.pretrained and Path(loaded.pretrained).is_file():
         checkpoint = [str(Path(loaded.pretrained).resolve()), *_file_stamp(Path(loaded.pretrained))[1:]]
     payload = {
-        "model": loaded.name, "pretrained": loaded.pretrained, "checkpoint": checkpoint,
+        "model": loaded.name, "pretrained": loaded.pretrained, "checkpoint": checkpoint, "weights": weights_digest(loaded),
         "flip": flip, "square_pad": square_pad, "transform": repr(loaded.preprocess),
         "images": [str(Path(paths[0]).parent.resolve()) if paths else None] + [_file_stamp(Path(p)) for p in paths],
     }
@@ -125,14 +161,18 @@ def cache_key(loaded: LoadedModel, paths: Sequence[Path], flip: bool, square_pad
 def gallery_embeddings(
     loaded: LoadedModel, paths: Sequence[Path], cache_dir: Optional[Path], square_pad: bool = True,
     flip: bool = False, batch_size: int = 64, workers: int = 2, chunk: int = 2048, progress: bool = True,
+    strict: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and readable mask of a gallery, from the cache when it holds them."""
+    """Embeddings and readable mask of a gallery, from the cache when it holds them; ``strict``
+    raises InputError at the first unreadable image, cached or not."""
     if cache_dir is None:
-        return encode_images(loaded, paths, batch_size, workers, flip, progress)
+        return encode_images(loaded, paths, batch_size, workers, flip, progress, strict=strict)
     key = cache_key(loaded, paths, flip, square_pad)
     final = Path(cache_dir) / f"gallery-{key}.npz"
     if final.is_file():
         with np.load(final) as z:
+            if strict:
+                require_readable(paths, z["ok"])
             return z["embeddings"], z["ok"]
     parts = Path(cache_dir) / f"gallery-{key}.parts"
     parts.mkdir(parents=True, exist_ok=True)
@@ -142,10 +182,13 @@ def gallery_embeddings(
         part = parts / f"{n:06d}.npz"
         if not part.is_file():
             emb, ok = encode_images(loaded, paths[start:start + chunk], batch_size, workers, flip, progress,
-                                    desc=f"encode images {start}-{min(start + chunk, len(paths))}/{len(paths)}")
+                                    desc=f"encode images {start}-{min(start + chunk, len(paths))}/{len(paths)}",
+                                    strict=strict)
             with atomic_open(part, "wb") as f:
                 np.savez(f, embeddings=emb, ok=ok)
         with np.load(part) as z:
+            if strict:
+                require_readable(paths[start:start + chunk], z["ok"])
             embeddings.append(z["embeddings"])
             oks.append(z["ok"])
     emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
@@ -154,3 +197,33 @@ def gallery_embeddings(
         np.savez(f, embeddings=emb, ok=ok)
     shutil.rmtree(parts, ignore_errors=True)
     return emb, ok
+
+
+# ------------------------------------------------------------------ sharding across ranks
+
+def encode_images_sharded(
+    loaded: LoadedModel, paths: Sequence[Path], rank: int, world_size: int, **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's share of a gallery, images ``rank, rank + world_size, ...`` (``merge_shards`` restores
+    the order); striding, not contiguous blocks, keeps the shares equal to one image."""
+    return encode_images(loaded, list(paths)[rank::world_size], **kwargs)
+
+
+def merge_shards(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-rank (embeddings, ok), in rank order, back into gallery order."""
+    world = len(parts)
+    n = sum(len(e) for e, _ in parts)
+    emb = np.zeros((n, max(e.shape[1] for e, _ in parts)), np.float32)
+    ok = np.zeros(n, bool)
+    for rank, (e, o) in enumerate(parts):
+        emb[rank::world], ok[rank::world] = e, o
+    return emb, ok
+
+
+def encode_images_distributed(loaded: LoadedModel, paths: Sequence[Path], **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Each rank of the initialised ``torch.distributed`` group encodes its shard; every rank gets the
+    whole gallery back, in order (``all_gather_object``: works on gloo and NCCL alike)."""
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    parts: list = [None] * world
+    torch.distributed.all_gather_object(parts, encode_images_sharded(loaded, paths, rank, world, **kwargs))
+    return merge_shards(parts)

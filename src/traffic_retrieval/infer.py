@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 
 from .labels import read_labels, read_queries
-from .encode import gallery_embeddings, encode_texts, list_images
+from .encode import gallery_embeddings, encode_texts, list_images, require_readable, unreadable_summary
+from .fileio import InputError
+from .index import VectorIndex, add_index_argument, load_index
 from .models import TINY_MODEL, LoadedModel, load_model
 from .prepare import Layout, default_out
 from .rank import topk_blocked
@@ -75,11 +78,23 @@ def rank_queries(
     topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = None,
     square_pad: bool = True, batch_size: int = 64, workers: int = 2, progress: bool = True,
     flip_tta: bool = False, rerank_settings: Optional[RerankSettings] = None, candidates: int = 50,
+    strict: bool = False, chunk: int = 2048, index: Optional[VectorIndex] = None,
 ) -> Ranking:
-    """Rank the gallery for every query (pure apart from the embedding cache); optionally with
-    flip TTA of the gallery and adaption re-ranking of the first ``candidates``."""
-    encode = dict(cache_dir=cache_dir, square_pad=square_pad, batch_size=batch_size, workers=workers, progress=progress)
-    gallery_emb, ok = gallery_embeddings(loaded, gallery, flip=False, **encode)
+    """Rank the gallery for every query (pure apart from the embedding cache); with ``index``, search
+    that vector index (built from exactly this gallery) instead of encoding the gallery. Optionally with
+    flip TTA of the gallery and adaption re-ranking of the first ``candidates``. Unreadable gallery
+    images are never ranked (``strict``: InputError at the first); ``chunk`` images per cache part."""
+    encode = dict(cache_dir=cache_dir, square_pad=square_pad, batch_size=batch_size, workers=workers, progress=progress,
+                  strict=strict, chunk=chunk)
+    if index is not None:
+        if flip_tta:
+            raise InputError(index.source or "index", None, "--flip-tta encodes the gallery twice; it does not combine with --index")
+        index.check(loaded, square_pad, [p.name for p in gallery])
+        gallery_emb, ok = index.embeddings(), index.ok
+        if strict:
+            require_readable(gallery, ok)
+    else:
+        gallery_emb, ok = gallery_embeddings(loaded, gallery, flip=False, **encode)
     if flip_tta:
         gallery_emb = tta_gallery(gallery_emb, gallery_embeddings(loaded, gallery, flip=True, **encode)[0])
     if not ok.all():
@@ -88,7 +103,8 @@ def rank_queries(
     kinds = route(queries, vocab)
     texts = [enhance(q, kind, vehicle_prompt) for q, kind in zip(queries, kinds)]
     query_emb = encode_texts(loaded, texts)
-    _, first = topk_blocked(query_emb, gallery_emb, max(topk, candidates if rerank_settings else 0), valid=ok)
+    k = max(topk, candidates if rerank_settings else 0)
+    _, first = index.search(query_emb, k) if index is not None else topk_blocked(query_emb, gallery_emb, k, valid=ok)
     seconds = time.perf_counter() - start
     indices, rerank_seconds = first[:, :topk], 0.0
     if rerank_settings is not None:
@@ -102,14 +118,18 @@ def infer(
     topk: int = 10, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT, cache_dir: Optional[Path] = Path("data/cache"),
     square_pad: bool = True, batch_size: int = 64, workers: int = 2, vocab_path: Optional[Path] = None,
     device: Optional[str] = None, progress: bool = True, flip_tta: bool = False,
-    rerank_settings: Optional[RerankSettings] = None, candidates: int = 50,
+    rerank_settings: Optional[RerankSettings] = None, candidates: int = 50, strict: bool = False, chunk: int = 2048,
+    index: Optional[Path] = None,
 ) -> Ranking:
-    """Run the step and write the submission (``topk`` names a query) atomically."""
+    """Run the step and write the submission (``topk`` names a query) atomically; ``index``: a folder
+    written by ``traffic-retrieval index`` to search instead of encoding the gallery."""
+    vector_index = load_index(index)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(model, pretrained, device, "fp32", square_pad)
     queries, gallery = split_queries_and_gallery(data, split)
     ranking = rank_queries(loaded, queries, gallery, find_vocabulary(data, vocab_path), topk, vehicle_prompt,
-                           cache_dir, square_pad, batch_size, workers, progress, flip_tta, rerank_settings, candidates)
+                           cache_dir, square_pad, batch_size, workers, progress, flip_tta, rerank_settings, candidates,
+                           strict, chunk, vector_index)
     write_submission(out, list(zip(queries, ranking.top_names())))
     counts = {k: len(v) for k, v in split_by_kind(ranking.kinds).items()}
     per_1000 = 1000 / max(len(queries), 1)
@@ -117,6 +137,9 @@ def infer(
           f"against {len(gallery)} images: first ranking {ranking.seconds * per_1000:.3f} s per 1,000 queries"
           + (f", re-ranking {ranking.rerank_seconds * per_1000:.3f} s per 1,000 queries" if rerank_settings else "")
           + f" -> {out}")
+    summary = unreadable_summary(gallery, ranking.ok, "gallery images")
+    if summary:
+        print(f"{summary} (never ranked)", file=sys.stderr)
     return ranking
 
 
@@ -152,12 +175,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="text appended to vehicle queries ('' disables the prompt enhancement)")
     p.add_argument("--cache-dir", type=optional_path, default=Path("data/cache"), help="embedding cache ('' disables)")
     p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
+    p.add_argument("--strict", action="store_true",
+                   help="abort at the first unreadable gallery image instead of skipping it (never ranking it)")
+    p.add_argument("--chunk", type=int, default=2048, help="gallery images per resumable cache part")
+    add_index_argument(p)
     add_rerank_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=lambda a: infer(
         a.data, a.out, a.model, a.pretrained, a.split, a.topk, a.vehicle_prompt, a.cache_dir,
         a.square_pad, a.batch_size, a.workers, a.vocab, a.device, True, a.flip_tta, rerank_settings(a),
-        a.rerank_candidates) and 0)
+        a.rerank_candidates, a.strict, a.chunk, index=a.index) and 0)
 
 
 def add_rerank_arguments(p: argparse.ArgumentParser) -> None:

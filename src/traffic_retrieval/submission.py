@@ -55,6 +55,8 @@ def read_submission(path: str | Path) -> Submission:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise SubmissionError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise SubmissionError(f"{path}: JSON nested too deeply") from None
     return parse_submission(document, str(path))
 
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .attributes import Pedestrian, Vehicle
 from .captions import VEHICLE_STYLES, pedestrian_caption, vehicle_caption
-from .fileio import atomic_write_text
+from .fileio import atomic_write_bytes, atomic_write_text
 from .labels import SEP, Label, write_labels
 from .routing import DEFAULT_VEHICLE_PROMPT, enhance
 from .render import Style, default_vocabulary, render_pedestrian, render_vehicle
@@ -407,7 +407,7 @@ def preview(out_png: Path, seed: int = 0, n: int = 12) -> None:
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     _sheet(rows).quantize(256, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
-    Path(out_png).write_bytes(buf.getvalue())
+    atomic_write_bytes(out_png, buf.getvalue())
 
 
 # ------------------------------------------------------------------ command line
