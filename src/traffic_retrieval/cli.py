@@ -13,7 +13,7 @@ import sys
 from .fileio import InputError
 
 # Pipeline order; each name is a module of this package.
-STEPS = ("synth", "prepare", "augment", "train", "infer", "rerank", "evaluate", "search", "serve")
+STEPS = ("synth", "prepare", "augment", "train", "infer", "index", "rerank", "evaluate", "search", "serve", "ablation")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .fileio import InputError
 from .encode import encode_texts, gallery_embeddings, list_images
+from .index import VectorIndex, add_index_argument, load_index
 from .infer import add_model_arguments, find_vocabulary, optional_path
 from .models import LoadedModel, load_model
 from .prepare import Layout
@@ -63,6 +64,7 @@ class Gallery:
     embeddings: np.ndarray  # n x d, L2-normalised
     ok: np.ndarray  # readable images; the others are never returned
     kinds: np.ndarray  # "vehicle" | "pedestrian" per image
+    index: Optional[VectorIndex] = None  # a faiss index over the same rows, searched instead when given
     _by_name: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,8 @@ class Gallery:
     def search(self, query_emb: np.ndarray, k: int, kind: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores and indices (n_queries x <=k), best first, over readable images of ``kind`` (None: all)."""
         valid = self.ok if kind is None else self.ok & (self.kinds == kind)
+        if self.index is not None:
+            return self.index.search(query_emb, k, valid)
         return topk_blocked(query_emb, self.embeddings, k, valid=valid)
 
     def path(self, name: str) -> Optional[Path]:
@@ -89,18 +93,23 @@ class Gallery:
 
 def load_gallery(
     loaded: LoadedModel, folder: Path, cache_dir: Optional[Path] = None, square_pad: bool = True,
-    batch_size: int = 64, workers: int = 2, progress: bool = True,
+    batch_size: int = 64, workers: int = 2, progress: bool = True, index: Optional[VectorIndex] = None,
 ) -> Gallery:
-    """Encode (or read from the cache) the images of ``folder``; files linked from outside it are left out."""
+    """Encode (or read from the cache) the images of ``folder``; files linked from outside it are left out.
+    With ``index`` (built from exactly these images), its vectors are used and nothing is encoded."""
     folder = Path(folder)
     paths = list_images(folder)
     outside = [p for p in paths if not inside(p, folder)]
     if outside:
         log.warning("%d gallery entries point outside %s and are left out, e.g. %s", len(outside), folder, outside[0])
         paths = [p for p in paths if inside(p, folder)]
-    emb, ok = gallery_embeddings(loaded, paths, cache_dir, square_pad, False, batch_size, workers, progress=progress)
+    if index is not None:
+        index.check(loaded, square_pad, [p.name for p in paths])
+        emb, ok = index.embeddings(), index.ok
+    else:
+        emb, ok = gallery_embeddings(loaded, paths, cache_dir, square_pad, False, batch_size, workers, progress=progress)
     kinds = np.array([kind_by_shape(p) for p in paths], dtype=object)
-    return Gallery(folder, [p.name for p in paths], emb, ok, kinds)
+    return Gallery(folder, [p.name for p in paths], emb, ok, kinds, index)
 
 
 @dataclass
@@ -141,10 +150,11 @@ def open_gallery(args: argparse.Namespace, progress: bool = True) -> tuple[Galle
     folder = gallery_folder(args.data, args.gallery)
     if not folder.is_dir():  # before the model loads: a wrong path fails at once
         raise InputError(folder, None, "gallery folder not found (give --data DIR or --gallery FOLDER)")
+    index = load_index(args.index)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(args.model, args.pretrained, device, "fp32", args.square_pad)
     gallery = load_gallery(loaded, folder, args.cache_dir, args.square_pad,
-                           args.batch_size, args.workers, progress)
+                           args.batch_size, args.workers, progress, index)
     return gallery, loaded, find_vocabulary(args.data, args.vocab)
 
 
@@ -157,6 +167,7 @@ def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
                    help="text appended to vehicle queries ('' disables the prompt enhancement)")
     p.add_argument("--cache-dir", type=optional_path, default=Path("data/cache"),
                    help="embedding cache ('' disables)")
+    add_index_argument(p)
     add_model_arguments(p)
 
 
