@@ -88,7 +88,8 @@ def rank_queries(
                   strict=strict, chunk=chunk)
     if index is not None:
         if flip_tta:
-            raise InputError(index.source or "index", None, "--flip-tta encodes the gallery twice; it does not combine with --index")
+            raise InputError(index.source or "index", None,
+                             "--flip-tta encodes the gallery twice; it does not combine with --index")
         index.check(loaded, square_pad, [p.name for p in gallery])
         gallery_emb, ok = index.embeddings(), index.ok
         if strict:
