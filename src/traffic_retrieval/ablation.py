@@ -28,7 +28,7 @@ from .models import TINY_MODEL, load_model
 from .prepare import Layout, prepare
 from .rerank import RerankSettings
 from .routing import DEFAULT_VEHICLE_PROMPT
-from .train import TINY_SETTINGS, TrainSettings, train
+from .train import TrainSettings, default_settings, train
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,12 @@ class StudySettings:
     pretrain: int = 4000
     pretrain_epochs: int = 5
     finetune_epochs: int = 3
-    finetune_lr: float = 3e-4
     rerank: RerankSettings = field(default_factory=RerankSettings)
 
 
-def _settings(epochs: int, seed: int, lr: Optional[float] = None) -> TrainSettings:
-    return replace(TINY_SETTINGS, epochs=epochs, seed=seed, lr=lr or TINY_SETTINGS.lr, extra=list(TINY_SETTINGS.extra))
+def _settings(epochs: int, seed: int, pretrained: Optional[Path] = None) -> TrainSettings:
+    """The tiny model's preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs."""
+    return replace(default_settings(TINY_MODEL, str(pretrained) if pretrained else None), epochs=epochs, seed=seed)
 
 
 def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, pretrained: Optional[Path], square_pad: bool) -> Path:
@@ -81,7 +81,7 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
         synth.generate(data, train=s.train, val=0, test=s.test, seed=seed, pretrain=s.pretrain)
     prepared = prepare(data)
     pretrained = _train(prepared / "pretrain.csv", logs, "pretrain", _settings(s.pretrain_epochs, seed), None, True)
-    finetune = _settings(s.finetune_epochs, seed, s.finetune_lr)
+    finetune = _settings(s.finetune_epochs, seed, pretrained)
     models = {
         "nopad": _train(prepared / "train.csv", logs, "finetune-nopad", finetune, pretrained, False),
         "pad": _train(prepared / "train.csv", logs, "finetune-pad", finetune, pretrained, True),

@@ -11,7 +11,7 @@ import argparse
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -43,12 +43,19 @@ class TrainSettings:
 SEED_SETTINGS = TrainSettings()  # ViT-bigG-14 on the real data, GPU (the seed's best run: epoch 5)
 # The tiny model learns from scratch on the synthetic data on CPU: a normal CLIP learning rate,
 # a short warmup and fp32 (AMP on CPU is about 14x slower); only the latest epoch is kept on disk.
-TINY_SETTINGS = TrainSettings(epochs=8, batch_size=64, lr=1e-3, warmup=50, wd=0.1, precision="fp32",
+TINY_SETTINGS = TrainSettings(epochs=6, batch_size=64, lr=1e-3, warmup=50, wd=0.1, precision="fp32",
                               extra=["--delete-previous-checkpoint"])
+# Fine-tuning it (stage 2) uses a smaller learning rate, as the seed did, so as not to forget stage 1.
+TINY_FINETUNE_SETTINGS = replace(TINY_SETTINGS, lr=3e-4, extra=list(TINY_SETTINGS.extra))
 
 
-def default_settings(model: str) -> TrainSettings:
-    settings = TrainSettings(**asdict(TINY_SETTINGS if model == TINY_MODEL else SEED_SETTINGS))
+def default_settings(model: str, pretrained: Optional[str] = None) -> TrainSettings:
+    """The preset of a model: the tiny one from scratch (no ``pretrained``) or fine-tuned; the seed's otherwise."""
+    if model == TINY_MODEL:
+        preset = TINY_FINETUNE_SETTINGS if pretrained else TINY_SETTINGS
+    else:
+        preset = SEED_SETTINGS
+    settings = TrainSettings(**asdict(preset))
     if not torch.cuda.is_available():
         settings.precision = "fp32"
     return settings
@@ -93,7 +100,7 @@ def train(
     settings: Optional[TrainSettings] = None, resume: bool = False, square_pad: bool = True, nproc: int = 1,
 ) -> Path:
     """Run the upstream loop in a child process (``torchrun`` when nproc > 1); return the final checkpoint."""
-    settings = settings or default_settings(model)
+    settings = settings or default_settings(model, pretrained)
     run_dir = Path(logs) / name
     if run_dir.exists() and not resume:
         raise TrainingError(f"run {run_dir} already exists: pass --resume to continue it or choose another --name")
@@ -123,7 +130,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt, tensorboard/} through open_clip_train, "
             "with square padding in the image transform. Defaults: the A3R settings for ViT-bigG-14 "
             "(lr 4e-7, batch 25, warmup 10000, wd 0.01, cosine, AMP on GPU); for the tiny model, settings "
-            "that train it from scratch on CPU. Unknown options are passed to open_clip_train."
+            "that train it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). Unknown options are passed to open_clip_train."
         ),
     )
     p.add_argument("--train-csv", type=Path, default=Path("data/prepared/train.csv"))
@@ -142,7 +149,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = default_settings(args.model)
+    settings = default_settings(args.model, args.pretrained)
     for key in ("epochs", "batch_size", "lr", "warmup", "wd", "precision", "workers", "seed"):
         if getattr(args, key) is not None:
             setattr(settings, key, getattr(args, key))
