@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
 
+from strategies import pedestrians
 from traffic_retrieval.attributes import (
-    AGE_BANDS,
-    GENDERS,
     N_FLAGS,
-    ORIENTATIONS,
     PEDESTRIAN_BOOLS,
     PEDESTRIAN_FLAGS,
-    SLEEVES,
     Pedestrian,
     Vehicle,
     kind_of,
@@ -22,14 +19,6 @@ from traffic_retrieval.attributes import (
     parse_flags,
 )
 
-pedestrians = st.builds(
-    Pedestrian,
-    gender=st.sampled_from(GENDERS),
-    age=st.sampled_from(AGE_BANDS),
-    orientation=st.sampled_from(ORIENTATIONS),
-    sleeve=st.sampled_from(SLEEVES),
-    **{name: st.booleans() for name in PEDESTRIAN_BOOLS},
-)
 
 
 def flags(*on: str) -> str:

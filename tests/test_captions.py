@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from traffic_retrieval.attributes import AGE_BANDS, GENDERS, ORIENTATIONS, PEDESTRIAN_BOOLS, SLEEVES, Pedestrian, Vehicle
+from strategies import pedestrians as PEDESTRIANS
+from traffic_retrieval.attributes import Pedestrian, Vehicle
 from traffic_retrieval.captions import (
     OPENINGS,
     parse_pedestrian_caption,
@@ -148,14 +149,6 @@ def test_parse_pedestrian_caption_reports_missing_and_conflicting(caption, messa
         parse_pedestrian_caption(caption)
 
 
-PEDESTRIANS = st.builds(
-    Pedestrian,
-    gender=st.sampled_from(GENDERS),
-    age=st.sampled_from(AGE_BANDS),
-    orientation=st.sampled_from(ORIENTATIONS),
-    sleeve=st.sampled_from(SLEEVES),
-    **{name: st.booleans() for name in PEDESTRIAN_BOOLS},
-)
 
 
 @given(PEDESTRIANS, st.integers(0, 2**32))

@@ -64,7 +64,7 @@ def test_read_label_format_groups_equal_attributes(tmp_path):
     "text, match",
     [
         ("q$a.jpg\nq2$a.jpg$not an image\n", r"gt.txt:2: 'not an image' is not an image name"),
-        (f"a.jpg$white Audi$A white Audi.\nb.jpg$1,0$A man.\n", r"gt.txt:2: .*2 flags"),
+        ("a.jpg$white Audi$A white Audi.\nb.jpg$1,0$A man.\n", r"gt.txt:2: .*2 flags"),
         ("\n\n", r"no ground-truth lines"),
     ],
 )

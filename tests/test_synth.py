@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT
 from traffic_retrieval import cli, synth
 from traffic_retrieval.attributes import PEDESTRIAN_BOOLS, Pedestrian, Vehicle
 from traffic_retrieval.captions import parse_pedestrian_caption, parse_vehicle_caption
@@ -83,7 +84,7 @@ def test_captions_state_the_attributes(dataset):
             else:
                 caption = label.caption
                 if split == "pretrain":  # camera-style web images carry the seed's prompt phrase
-                    caption = caption.removesuffix(synth.DEFAULT_VEHICLE_PROMPT)
+                    caption = caption.removesuffix(DEFAULT_VEHICLE_PROMPT)
                 parsed = parse_vehicle_caption(caption, VOCAB)
                 assert parsed is not None and parsed[1] == VOCAB.parse(label.attribute), label
                 assert not label.caption.endswith(".")
@@ -95,7 +96,7 @@ def test_pretrain_holds_camera_style_images_captioned_as_such():
     assert 0.2 < styles.count("surveillance") / len(items) < 0.4
     for it in items:
         if isinstance(it.subject, Vehicle):
-            assert it.caption.endswith(synth.DEFAULT_VEHICLE_PROMPT) == (it.style == "surveillance")
+            assert it.caption.endswith(DEFAULT_VEHICLE_PROMPT) == (it.style == "surveillance")
 
 
 def test_partial_labels_describe_the_drawn_vehicle():

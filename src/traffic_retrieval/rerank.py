@@ -95,7 +95,6 @@ def rerank(query_emb: np.ndarray, gallery: np.ndarray, candidates: np.ndarray, s
 
 
 def add_parser(subparsers) -> None:
-    import argparse
     from pathlib import Path
 
     from .infer import add_model_arguments, optional_path

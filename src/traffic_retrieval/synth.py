@@ -38,7 +38,7 @@ from .attributes import Pedestrian, Vehicle
 from .captions import VEHICLE_STYLES, pedestrian_caption, vehicle_caption
 from .fileio import atomic_write_bytes, atomic_write_text
 from .labels import SEP, Label, write_labels
-from .routing import DEFAULT_VEHICLE_PROMPT, enhance
+from .routing import enhance
 from .render import Style, default_vocabulary, render_pedestrian, render_vehicle
 from .vocab import Vocabulary
 
