@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from .fileio import atomic_open, atomic_write_text
 from .metrics import METRIC_KEYS
-from .models import load_image
+from .models import SquarePad, load_image
 
 
 def results_table(metrics: dict, title: str = "Results") -> str:
@@ -38,7 +38,7 @@ def plot_topk(
     import matplotlib.pyplot as plt
 
     relevant = [None] * len(queries) if relevant is None else relevant
-    fig, axes = plt.subplots(len(queries), k, figsize=(k * 1.3, len(queries) * 1.75), squeeze=False)
+    fig, axes = plt.subplots(len(queries), k, figsize=(k * 1.3, len(queries) * 1.9), squeeze=False)
     for row, (query, names, rel) in enumerate(zip(queries, rankings, relevant)):
         for col in range(k):
             ax = axes[row][col]
@@ -46,7 +46,7 @@ def plot_topk(
             if col >= len(names):
                 ax.axis("off")
                 continue
-            image = load_image(Path(image_dir) / names[col])
+            image = SquarePad()(load_image(Path(image_dir) / names[col]))  # as the model sees it: equal tiles
             image.thumbnail((thumb, thumb))
             ax.imshow(image)
             hit = rel is not None and names[col] in rel
@@ -54,8 +54,10 @@ def plot_topk(
                 spine.set_edgecolor("tab:grey" if rel is None else "tab:green" if hit else "tab:red")
                 spine.set_linewidth(3)
             ax.set_xlabel(f"{col + 1}{' hit' if hit else ''}", fontsize=7)
-        axes[row][0].set_title("\n".join(textwrap.wrap(query, 110)), fontsize=7, loc="left", x=0, ha="left")
-    fig.tight_layout()
+        title = axes[row][0].set_title("\n".join(textwrap.wrap(query, 150)), fontsize=7, loc="left", x=0, ha="left")
+        title.set_in_layout(False)  # a long query spans the row, not the first tile
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.35 / fig.get_figheight(), bottom=0.2 / fig.get_figheight(),
+                        wspace=0.08, hspace=0.75)
     out = Path(out)
     with atomic_open(out, "wb") as f:
         fig.savefig(f, format="png", dpi=90)
