@@ -120,12 +120,17 @@ def encode_images(
 
 @torch.no_grad()
 def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """L2-normalised text embeddings (float32, n x d)."""
+    """L2-normalised text embeddings (float32, n x d); each distinct text is encoded once
+    (test queries repeat: one query per gallery image)."""
+    distinct = list(dict.fromkeys(texts))
     out = []
-    for start in range(0, len(texts), batch_size):
-        tokens = loaded.tokenizer(list(texts[start:start + batch_size])).to(loaded.device)
+    for start in range(0, len(distinct), batch_size):
+        tokens = loaded.tokenizer(distinct[start:start + batch_size]).to(loaded.device)
         out.append(loaded.model.encode_text(tokens, normalize=True).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    row = {text: i for i, text in enumerate(distinct)}
+    return np.concatenate(out)[[row[t] for t in texts]]
 
 
 def _file_stamp(path: Path) -> list:
