@@ -84,13 +84,15 @@ def complete_chunk(
         return out
     image_emb, ok = encode_images(loaded, [image_dir / labels[i].image for i, _ in todo], batch_size, workers,
                                   progress=progress, desc="augment: encode images", strict=strict)
-    for row, (i, (style, vehicle)) in enumerate(todo):
-        if not ok[row]:
-            out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption)
-            continue
-        options = candidates(vehicle, vocab, complete_brand)
-        scores = texts.embed([vehicle_caption(v, style) for v in options]) @ image_emb[row]
-        out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption, options[int(np.argmax(scores))].to_text())
+    options = [candidates(vehicle, vocab, complete_brand) for _, (_, vehicle) in todo]
+    prompts = [vehicle_caption(v, style) for (_, (style, _)), opts in zip(todo, options) for v in opts]
+    table = texts.embed(prompts)  # every distinct prompt of the chunk, encoded in large batches
+    start = 0
+    for row, ((i, _), opts) in enumerate(zip(todo, options)):
+        scores = table[start:start + len(opts)] @ image_emb[row]
+        start += len(opts)
+        best = opts[int(np.argmax(scores))].to_text() if ok[row] else None  # unreadable: no completion
+        out[i] = Label(labels[i].image, labels[i].attribute, labels[i].caption, best)
     return out
 
 
