@@ -1,0 +1,42 @@
+"""prepare: the documented outputs, their content, and identical bytes on a re-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from traffic_retrieval import cli
+from traffic_retrieval.labels import read_labels, read_queries
+from traffic_retrieval.synth import generate
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_prepare_writes_the_documented_files_identically_twice(tmp_path: Path, monkeypatch):
+    data = tmp_path / "data" / "datasets"
+    generate(data, train=60, val=12, test=20, seed=3, pretrain=10, progress=False)
+    monkeypatch.chdir(tmp_path / "data")  # CSV paths must resolve from any working directory
+    assert cli.main(["prepare", "--data", str(data)]) == 0
+    out = tmp_path / "data"
+    prepared = out / "prepared"
+    first = _snapshot(prepared) | {"car_attribute.json": (out / "car_attribute.json").read_bytes()}
+    assert cli.main(["prepare", "--data", str(data)]) == 0
+    assert _snapshot(prepared) | {"car_attribute.json": (out / "car_attribute.json").read_bytes()} == first
+
+    train = pd.read_csv(prepared / "train.csv", sep="\t")
+    assert list(train.columns) == ["filepath", "title"] and len(train) == 60
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in train["filepath"])
+    labels = read_labels(data / "train" / "train_label.txt")
+    assert list(train["title"]) == [l.caption for l in labels]
+    split = {k: read_labels(prepared / f"train_{k}_label.txt") for k in ("vehicle", "pedestrian")}
+    assert sorted(split["vehicle"] + split["pedestrian"], key=labels.index) == labels
+    assert all(l.kind == k for k, ls in split.items() for l in ls)
+    queries = read_queries(data / "test" / "test_text.txt")
+    kinds = (prepared / "test_kinds.txt").read_text().split()
+    assert len(kinds) == len(queries)
+    for kind in ("vehicle", "pedestrian"):
+        assert read_queries(prepared / f"test_{kind}_text.txt") == [q for q, k in zip(queries, kinds) if k == kind]
+    assert (prepared / "pretrain.csv").is_file()
