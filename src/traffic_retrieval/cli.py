@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except InputError as e:
+    except (InputError, FileNotFoundError) as e:  # the user's input: a message, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .models import TINY_MODEL
+from .models import TINY_MODEL, normalise_pretrained
 
 
 class TrainingError(RuntimeError):
@@ -100,6 +100,7 @@ def train(
     settings: Optional[TrainSettings] = None, resume: bool = False, square_pad: bool = True, nproc: int = 1,
 ) -> Path:
     """Run the upstream loop in a child process (``torchrun`` when nproc > 1); return the final checkpoint."""
+    pretrained = normalise_pretrained(pretrained)  # "none", a run folder, a file or a tag
     settings = settings or default_settings(model, pretrained)
     run_dir = Path(logs) / name
     if run_dir.exists() and not resume:
@@ -136,7 +137,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-csv", type=Path, default=Path("data/prepared/train.csv"))
     p.add_argument("--val-csv", type=Path, default=None)
     p.add_argument("--model", default=TINY_MODEL)
-    p.add_argument("--pretrained", default=None, help="OpenCLIP tag, local checkpoint, or none")
+    p.add_argument("--pretrained", default=None,
+                   help="OpenCLIP tag, local checkpoint, a run folder (its latest checkpoint), or none")
     p.add_argument("--logs", type=Path, default=Path("log"))
     p.add_argument("--name", required=True, help="run name: the folder LOGS/NAME")
     for opt, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("warmup", int), ("wd", float),
@@ -149,7 +151,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = default_settings(args.model, args.pretrained)
+    settings = default_settings(args.model, normalise_pretrained(args.pretrained))
     for key in ("epochs", "batch_size", "lr", "warmup", "wd", "precision", "workers", "seed"):
         if getattr(args, key) is not None:
             setattr(settings, key, getattr(args, key))
