@@ -3,7 +3,7 @@
 Seed style (what the A3R notebooks did): the CLIP model re-created for every batch of labels,
 images opened and encoded one by one, each image's candidate prompts encoded for that image.
 Project: model loaded once, images through a DataLoader in batches, each distinct prompt encoded
-once (traffic_retrieval.augment). Both must choose the same completions.
+once (traffic_retrieval.training.augment). Both must choose the same completions.
 
     .venv/bin/python benchmarks/augment_speed.py [--train 600] [--batch 25]
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from traffic_retrieval import augment as aug
-from traffic_retrieval.captions import vehicle_caption
-from traffic_retrieval.encode import encode_texts
-from traffic_retrieval.labels import read_labels
-from traffic_retrieval.models import load_image, load_model
-from traffic_retrieval.prepare import Layout
-from traffic_retrieval.synth import generate
-from traffic_retrieval.infer import find_vocabulary
+from traffic_retrieval.training import augment as aug
+from traffic_retrieval.core.captions import vehicle_caption
+from traffic_retrieval.core.images import load_image
+from traffic_retrieval.core.layout import Layout, find_vocabulary
+from traffic_retrieval.retrieval.encode import EncodeSettings, encode_texts
+from traffic_retrieval.core.labels import read_labels
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.synthetic.generate import generate
 
 
 def seed_style(checkpoint: str, labels, image_dir: Path, vocab, batch: int) -> list[str]:
@@ -33,7 +33,7 @@ def seed_style(checkpoint: str, labels, image_dir: Path, vocab, batch: int) -> l
     todo = [(l, aug.needs_completion(l, vocab)) for l in labels]
     todo = [(l, need) for l, need in todo if need is not None]
     for start in range(0, len(todo), batch):
-        loaded = load_model("TR-ViT-Tiny", checkpoint)  # re-created for every batch, as the seed did
+        loaded = load_model(ModelSettings("TR-ViT-Tiny", checkpoint))  # re-created for every batch, as the seed did
         for label, (style, vehicle) in todo[start:start + batch]:
             image = loaded.preprocess(load_image(image_dir / label.image)).unsqueeze(0)
             with torch.no_grad():
@@ -54,7 +54,7 @@ def main() -> None:
         tmp = Path(tmp)
         generate(tmp / "data", train=args.train, val=0, test=0, seed=0, progress=False)
         checkpoint = tmp / "tiny.pt"
-        torch.save({"state_dict": load_model("TR-ViT-Tiny", None).model.state_dict()}, checkpoint)
+        torch.save({"state_dict": load_model(ModelSettings("TR-ViT-Tiny", None)).model.state_dict()}, checkpoint)
         layout = Layout(tmp / "data")
         labels = read_labels(layout.labels("train"))
         vocab = find_vocabulary(tmp / "data")
@@ -65,8 +65,8 @@ def main() -> None:
         seed_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        loaded = load_model("TR-ViT-Tiny", str(checkpoint))
-        ours = aug.augment(loaded, layout.labels("train"), layout.images("train"), tmp / "aug.txt", vocab, progress=False)
+        loaded = load_model(ModelSettings("TR-ViT-Tiny", str(checkpoint)))
+        ours = aug.augment(loaded, layout.labels("train"), layout.images("train"), tmp / "aug.txt", vocab, EncodeSettings(progress=False))
         our_seconds = time.perf_counter() - start
     ours = [l.completed for l in ours if aug.needs_completion(l, vocab) is not None]
     agree = np.mean([a == b for a, b in zip(seed_result, ours)])

@@ -1,5 +1,5 @@
 """Vector index at scale: 1,000,000 random unit vectors at the tiny model's dimension (128),
-10,000 queries, top-10, through ``traffic_retrieval.index.VectorIndex``.
+10,000 queries, top-10, through ``traffic_retrieval.retrieval.index.VectorIndex``.
 
 Exact (``flat``) over the whole set; the approximate kind over ``--approx-vectors`` of them
 (HNSW construction is the costly part on 2 cores; pass 1000000 to build it over all), with its
@@ -22,7 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from traffic_retrieval.index import VectorIndex, recall_at_k
+from traffic_retrieval.retrieval.index import VectorIndex, recall_at_k
 
 DIM, K = 128, 10
 

@@ -28,7 +28,7 @@ def measure(n_queries: int, n_images: int, dim: int, k: int = 10, block: int = 1
 
     import numpy as np
 
-    from traffic_retrieval.rank import topk_blocked
+    from traffic_retrieval.retrieval.rank import topk_blocked
 
     rng = np.random.default_rng(seed)
     queries = rng.standard_normal((n_queries, dim), dtype=np.float32)

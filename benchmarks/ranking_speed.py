@@ -3,7 +3,7 @@
 Seed style (what the A3R notebooks did): gallery images through a DataLoader with num_workers=0,
 then, one batch of images at a time, ``torch.nn.functional.cosine_similarity`` broadcast over
 texts x images x dim, and a full ``argsort`` of every query's row.
-Project (``traffic_retrieval.infer``): DataLoader workers, embeddings cached on disk by content
+Project (``traffic_retrieval.retrieval.pipeline``): DataLoader workers, embeddings cached on disk by content
 (cold: the first run fills the cache; warm: the second reads it), one blocked matrix product and
 top-k (``rank.topk_blocked``).
 
@@ -33,12 +33,14 @@ import numpy as np
 import psutil
 import torch
 
-from traffic_retrieval.encode import encode_images, encode_texts, gallery_embeddings, list_images
-from traffic_retrieval.labels import read_queries
-from traffic_retrieval.models import TINY_MODEL, load_model
-from traffic_retrieval.prepare import Layout
-from traffic_retrieval.rank import topk_blocked
-from traffic_retrieval.synth import generate
+from traffic_retrieval.core.images import list_images
+from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images, encode_texts
+from traffic_retrieval.retrieval.store import gallery_embeddings
+from traffic_retrieval.core.labels import read_queries
+from traffic_retrieval.retrieval.models import ModelSettings, TINY_MODEL, load_model
+from traffic_retrieval.training.prepare import Layout
+from traffic_retrieval.retrieval.rank import topk_blocked
+from traffic_retrieval.synthetic.generate import generate
 
 PATHS = ("seed", "project-cold", "project-warm")
 K = 10
@@ -91,7 +93,7 @@ def seed_ranking(text_emb: torch.Tensor, image_batches: list[torch.Tensor], k: i
 
 def child(args: argparse.Namespace) -> None:
     """One path, timed stage by stage; prints a JSON line and saves its top-k indices."""
-    loaded = load_model(TINY_MODEL, str(args.checkpoint))
+    loaded = load_model(ModelSettings(TINY_MODEL, str(args.checkpoint)))
     layout = Layout(args.data)
     queries = read_queries(layout.queries)[:args.queries]
     paths = list_images(layout.images("test"))[:args.images]
@@ -101,10 +103,9 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     with sampled(r, "encode_mib"):
         if seed:
-            gallery, ok = encode_images(loaded, paths, args.batch_size, workers=0, progress=False)
+            gallery, ok = encode_images(loaded, paths, EncodeSettings(workers=0, progress=False), args.batch_size)
         else:
-            gallery, ok = gallery_embeddings(loaded, paths, args.cache, batch_size=args.batch_size,
-                                             workers=args.workers, progress=False)
+            gallery, ok = gallery_embeddings(loaded, paths, EncodeSettings(cache_dir=args.cache, batch_size=args.batch_size, workers=args.workers, progress=False))
     r["gallery_s"] = time.perf_counter() - start
     t = time.perf_counter()
     text = encode_texts(loaded, queries)
@@ -156,7 +157,7 @@ def main() -> None:
         print(f"synthetic gallery: {args.images} images, {args.queries} queries, generated in "
               f"{time.perf_counter() - start:.0f} s; {psutil.cpu_count()} CPUs, torch {torch.__version__}")
         torch.manual_seed(args.seed)
-        torch.save(load_model(TINY_MODEL, None).model.state_dict(), work / "random.pt")
+        torch.save(load_model(ModelSettings(TINY_MODEL, None)).model.state_dict(), work / "random.pt")
         results = {path: run_path(path, args, work) for path in PATHS}
         tops = {path: np.load(work / f"{path}.npy") for path in PATHS}
 

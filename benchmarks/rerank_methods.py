@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from traffic_retrieval.evaluate import read_ground_truth
-from traffic_retrieval.infer import find_vocabulary, rank_queries, split_queries_and_gallery
-from traffic_retrieval.metrics import score
-from traffic_retrieval.models import latest_checkpoint, load_model
-from traffic_retrieval.rerank import METHODS, RerankSettings
+from traffic_retrieval.core.ground_truth import read_ground_truth
+from traffic_retrieval.core.layout import find_vocabulary, split_queries_and_gallery
+from traffic_retrieval.retrieval.encode import EncodeSettings
+from traffic_retrieval.retrieval.gallery import encode_gallery
+from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
+from traffic_retrieval.core.metrics import score
+from traffic_retrieval.retrieval.models import ModelSettings, latest_checkpoint, load_model
+from traffic_retrieval.retrieval.rerank import METHODS, RerankSettings
 
 
 def main() -> None:
@@ -36,12 +39,12 @@ def main() -> None:
     for seed in args.seeds:
         root = args.work / f"seed{seed}"
         data = root / "datasets"
-        loaded = load_model("TR-ViT-Tiny", str(latest_checkpoint(root / "log" / "finetune-aug")))
-        queries, gallery = split_queries_and_gallery(data, "test")
+        loaded = load_model(ModelSettings("TR-ViT-Tiny", str(latest_checkpoint(root / "log" / "finetune-aug"))))
+        queries, paths = split_queries_and_gallery(data, "test")
+        gallery = encode_gallery(loaded, paths, EncodeSettings(cache_dir=root / "cache", progress=False))
         _, relevant, kinds = read_ground_truth(data / "test" / "test_ground_truth.txt")
         for name, s in settings.items():
-            r = rank_queries(loaded, queries, gallery, find_vocabulary(data), cache_dir=root / "cache",
-                             progress=False, rerank_settings=s)
+            r = rank_queries(loaded, gallery, queries, find_vocabulary(data), QuerySettings(rerank=s))
             m = score(r.top_names(10), relevant, kinds)
             table[name].append((m["map_official"], m["map_strict"], r.rerank_seconds * 1000 / len(queries)))
     print(f"seeds {args.seeds}: mean over seeds")

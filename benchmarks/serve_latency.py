@@ -19,11 +19,11 @@ from urllib.parse import urlencode, urlsplit
 import numpy as np
 import torch
 
-from traffic_retrieval.infer import PACKAGED_VOCAB
-from traffic_retrieval.models import TINY_MODEL, load_model
-from traffic_retrieval.search import Gallery
-from traffic_retrieval.serve import create_app, running
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.vocab import packaged_vocabulary
+from traffic_retrieval.retrieval.models import ModelSettings, TINY_MODEL, load_model
+from traffic_retrieval.retrieval.gallery import Gallery
+from traffic_retrieval.apps.web import create_app, running
+from traffic_retrieval.core.vocab import Vocabulary
 
 QUERIES = [
     "a red SUV", "This is a grey Chery Sedan.", "This is a white Audi.", "a blue Truck",
@@ -38,7 +38,7 @@ def random_gallery(n: int, dim: int, seed: int = 0) -> Gallery:
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     kinds = rng.choice(np.array(["vehicle", "pedestrian"], dtype=object), n)
-    return Gallery(Path(tempfile.gettempdir()), [f"{i:06d}.jpg" for i in range(n)], emb, np.ones(n, bool), kinds)
+    return Gallery([f"{i:06d}.jpg" for i in range(n)], emb, np.ones(n, bool), kinds, folder=Path(tempfile.gettempdir()))
 
 
 def main() -> None:
@@ -49,9 +49,9 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop early after this long")
     args = p.parse_args()
 
-    loaded = load_model(TINY_MODEL, None)
+    loaded = load_model(ModelSettings(TINY_MODEL, None))
     dim = loaded.model.text_projection.shape[1]
-    app = create_app(random_gallery(args.images, dim), loaded, Vocabulary.load(PACKAGED_VOCAB))
+    app = create_app(random_gallery(args.images, dim), loaded, packaged_vocabulary())
     wall, server = [], []
     with running(app) as url:
         conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)

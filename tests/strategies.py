@@ -2,7 +2,7 @@
 
 from hypothesis import strategies as st
 
-from traffic_retrieval.attributes import AGE_BANDS, GENDERS, ORIENTATIONS, PEDESTRIAN_BOOLS, SLEEVES, Pedestrian
+from traffic_retrieval.core.attributes import AGE_BANDS, GENDERS, ORIENTATIONS, PEDESTRIAN_BOOLS, SLEEVES, Pedestrian
 
 pedestrians = st.builds(
     Pedestrian,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from traffic_retrieval import ablation
+from traffic_retrieval.apps import ablation
 
 KINDS = ("vehicle", "pedestrian")
 

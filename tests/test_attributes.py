@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 from strategies import pedestrians
-from traffic_retrieval.attributes import (
+from traffic_retrieval.core.attributes import (
     N_FLAGS,
     PEDESTRIAN_BOOLS,
     PEDESTRIAN_FLAGS,

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from traffic_retrieval import augment as aug
-from traffic_retrieval.attributes import Pedestrian, Vehicle
-from traffic_retrieval.labels import Label, read_labels, write_labels
-from traffic_retrieval.models import load_model
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.training import augment as aug
+from traffic_retrieval.core.attributes import Pedestrian, Vehicle
+from traffic_retrieval.core.labels import Label, read_labels, write_labels
+from traffic_retrieval.retrieval.encode import EncodeSettings
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.core.vocab import Vocabulary
 
+ENCODE = EncodeSettings(chunk=3, workers=0, progress=False)
 VOCAB = Vocabulary(("black", "red", "white"), ("SUV", "Sedan", "Truck"), ("Audi", "Golden Dragon", "Hongyan"))
 
 
@@ -26,7 +28,7 @@ def test_candidates_keep_known_parts_and_never_guess_brands():
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("TR-ViT-Tiny", None)
+    return load_model(ModelSettings("TR-ViT-Tiny", None))
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def split(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_augment_completes_colour_and_type_only(tiny, split, tmp_path):
     label_file, images = split
-    out = aug.augment(tiny, label_file, images, tmp_path / "aug.txt", VOCAB, chunk=3, workers=0, progress=False)
+    out = aug.augment(tiny, label_file, images, tmp_path / "aug.txt", VOCAB, ENCODE)
     assert read_labels(tmp_path / "aug.txt") == out
     originals = read_labels(label_file)
     assert [l.image for l in out] == [l.image for l in originals]
@@ -69,7 +71,7 @@ def test_augment_completes_colour_and_type_only(tiny, split, tmp_path):
 def test_augment_resumes_to_the_same_file(tiny, split, tmp_path, monkeypatch):
     label_file, images = split
     whole = tmp_path / "whole.txt"
-    aug.augment(tiny, label_file, images, whole, VOCAB, chunk=3, workers=0, progress=False)
+    aug.augment(tiny, label_file, images, whole, VOCAB, ENCODE)
 
     calls = {"n": 0}
     original = aug.complete_chunk
@@ -83,11 +85,11 @@ def test_augment_resumes_to_the_same_file(tiny, split, tmp_path, monkeypatch):
     resumed = tmp_path / "resumed.txt"
     monkeypatch.setattr(aug, "complete_chunk", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
-        aug.augment(tiny, label_file, images, resumed, VOCAB, chunk=3, workers=0, progress=False)
+        aug.augment(tiny, label_file, images, resumed, VOCAB, ENCODE)
     assert not resumed.exists()  # nothing half-written is left where a later step would trust it
     redone = []
     monkeypatch.setattr(aug, "complete_chunk", lambda *a, **k: redone.append(1) or original(*a, **k))
-    aug.augment(tiny, label_file, images, resumed, VOCAB, chunk=3, workers=0, progress=False)
+    aug.augment(tiny, label_file, images, resumed, VOCAB, ENCODE)
     assert len(redone) == 2  # of 3 chunks: the finished one was not done again
     assert resumed.read_bytes() == whole.read_bytes()
     assert not list(tmp_path.glob(".resumed.txt.parts-*"))

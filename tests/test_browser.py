@@ -9,12 +9,13 @@ import urllib.request
 import pytest
 
 from test_search import draw_gallery  # noqa: E402 (tests/ is on sys.path under pytest)
-from traffic_retrieval.infer import PACKAGED_VOCAB
-from traffic_retrieval.models import load_model
-from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT
-from traffic_retrieval.search import load_gallery
-from traffic_retrieval.serve import create_app, running
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.vocab import packaged_vocabulary
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
+from traffic_retrieval.retrieval.encode import EncodeSettings
+from traffic_retrieval.retrieval.gallery import open_folder
+from traffic_retrieval.apps.web import create_app, running
+from traffic_retrieval.core.vocab import Vocabulary
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless, and quiet: no first-run, sync, update or background traffic on a closed network.
@@ -48,9 +49,9 @@ def browser(tmp_path, monkeypatch):
 
 @pytest.fixture
 def server(tmp_path):
-    loaded = load_model("TR-ViT-Tiny", None)
-    gallery = load_gallery(loaded, draw_gallery(tmp_path / "gallery"), None, workers=0, progress=False)
-    with running(create_app(gallery, loaded, Vocabulary.load(PACKAGED_VOCAB))) as url:
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
+    gallery = open_folder(loaded, draw_gallery(tmp_path / "gallery"), EncodeSettings(workers=0, progress=False))
+    with running(create_app(gallery, loaded, packaged_vocabulary())) as url:
         yield url
 
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from strategies import pedestrians as PEDESTRIANS
-from traffic_retrieval.attributes import Pedestrian, Vehicle
-from traffic_retrieval.captions import (
+from traffic_retrieval.core.attributes import Pedestrian, Vehicle
+from traffic_retrieval.core.captions import (
     OPENINGS,
     parse_pedestrian_caption,
     parse_vehicle_caption,
@@ -14,7 +14,7 @@ from traffic_retrieval.captions import (
     unrecognised_text,
     vehicle_caption,
 )
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.vocab import Vocabulary
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -13,9 +13,9 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image, ImageDraw
 
-from traffic_retrieval.encode import encode_images, encode_images_distributed, encode_images_sharded, merge_shards
-from traffic_retrieval.models import load_model
-from traffic_retrieval.train import TrainSettings, final_checkpoint, train
+from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images, encode_images_distributed, encode_images_sharded, merge_shards
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.training.train import TrainSettings, final_checkpoint, train
 
 COLOURS = ["red", "blue", "green", "yellow", "white", "black"]
 
@@ -47,15 +47,15 @@ def test_merge_shards_restores_gallery_order():
 
 def test_sharded_encoding_in_two_sequential_ranks_equals_one_pass(tmp_path):
     torch.manual_seed(0)
-    loaded = load_model("TR-ViT-Tiny", None)
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
     paths = draw_images(tmp_path / "g", 9)
     (tmp_path / "g" / "broken.jpg").write_bytes(b"not an image")
     paths.insert(4, tmp_path / "g" / "broken.jpg")
-    kw = dict(batch_size=4, workers=0, progress=False)
-    parts = [encode_images_sharded(loaded, paths, rank, 2, **kw) for rank in range(2)]
+    settings = EncodeSettings(batch_size=4, workers=0, progress=False)
+    parts = [encode_images_sharded(loaded, paths, rank, 2, settings) for rank in range(2)]
     assert [len(p[0]) for p in parts] == [5, 5]
     emb, ok = merge_shards(parts)
-    whole, whole_ok = encode_images(loaded, paths, **kw)
+    whole, whole_ok = encode_images(loaded, paths, settings)
     assert np.array_equal(ok, whole_ok) and not ok[4]
     assert np.allclose(emb, whole, atol=1e-5)
 
@@ -65,8 +65,8 @@ def _encode_in_group(rank: int, world: int, init: str, paths: list[Path], out: P
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)  # the same random weights on every rank
-        emb, ok = encode_images_distributed(load_model("TR-ViT-Tiny", None), paths, batch_size=4, workers=0,
-                                            progress=False)
+        emb, ok = encode_images_distributed(load_model(ModelSettings("TR-ViT-Tiny", None)), paths,
+                                            EncodeSettings(batch_size=4, workers=0, progress=False))
         np.savez(out / f"rank{rank}.npz", embeddings=emb, ok=ok)
     finally:
         torch.distributed.destroy_process_group()
@@ -77,7 +77,7 @@ def test_sharded_encoding_across_two_gloo_processes_gathers_in_order(tmp_path):
     paths = draw_images(tmp_path / "g", 11)
     mp.spawn(_encode_in_group, args=(2, f"file://{tmp_path / 'rendezvous'}", paths, tmp_path), nprocs=2)
     torch.manual_seed(0)
-    whole, _ = encode_images(load_model("TR-ViT-Tiny", None), paths, batch_size=4, workers=0, progress=False)
+    whole, _ = encode_images(load_model(ModelSettings("TR-ViT-Tiny", None)), paths, EncodeSettings(batch_size=4, workers=0, progress=False))
     for rank in range(2):
         with np.load(tmp_path / f"rank{rank}.npz") as z:
             assert z["ok"].all() and np.allclose(z["embeddings"], whole, atol=1e-5)

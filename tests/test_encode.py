@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from traffic_retrieval.encode import encode_texts
-from traffic_retrieval.models import load_model
+from traffic_retrieval.retrieval.encode import encode_texts
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
 
 
 def test_repeated_texts_encode_once_in_order(monkeypatch):
-    loaded = load_model("TR-ViT-Tiny", None)
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
     seen = []
     encode = loaded.model.encode_text
     monkeypatch.setattr(loaded.model, "encode_text", lambda tokens, **kw: seen.append(len(tokens)) or encode(tokens, **kw))

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from traffic_retrieval import cli
-from traffic_retrieval.encode import list_images
-from traffic_retrieval.index import TABLE, VectorIndex, _search_params, model_meta, recall_at_k
-from traffic_retrieval.infer import PACKAGED_VOCAB
-from traffic_retrieval.models import load_model
-from traffic_retrieval.rank import topk_blocked
-from traffic_retrieval.search import answer, load_gallery
-from traffic_retrieval.synth import generate
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.apps import cli
+from traffic_retrieval.core.images import list_images
+from traffic_retrieval.retrieval.index import TABLE, VectorIndex, _search_params, model_meta, recall_at_k
+from traffic_retrieval.core.vocab import packaged_vocabulary
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.retrieval.rank import topk_blocked
+from traffic_retrieval.retrieval.encode import EncodeSettings
+from traffic_retrieval.retrieval.gallery import open_folder
+from traffic_retrieval.retrieval.pipeline import QuerySettings, answer
+from traffic_retrieval.synthetic.generate import generate
+from traffic_retrieval.core.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +133,7 @@ def test_index_subcommand_and_infer_with_index_equals_infer_without(synthetic, t
     common = ["--data", str(synthetic), "--cache-dir", str(tmp_path / "cache"), "--workers", "0"]
     torch.manual_seed(0)
     checkpoint = tmp_path / "random.pt"  # one set of random weights for every step of the test
-    torch.save(load_model("TR-ViT-Tiny", None).model.state_dict(), checkpoint)
+    torch.save(load_model(ModelSettings("TR-ViT-Tiny", None)).model.state_dict(), checkpoint)
     common += ["--pretrained", str(checkpoint)]
 
     assert cli.main(["index", "--out", str(tmp_path / "flat"), *common]) == 0
@@ -166,17 +168,17 @@ def test_index_subcommand_and_infer_with_index_equals_infer_without(synthetic, t
 
 def test_search_with_index_answers_as_without(synthetic, tmp_path):
     torch.manual_seed(0)
-    loaded = load_model("TR-ViT-Tiny", None)
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
     folder = synthetic / "test" / "test_images"
-    plain = load_gallery(loaded, folder, None, workers=0, progress=False)
+    plain = open_folder(loaded, folder, EncodeSettings(workers=0, progress=False))
     built = VectorIndex.build(plain.embeddings, plain.names, "flat", plain.ok,
-                              model_meta(loaded, True))
-    indexed = load_gallery(loaded, folder, None, workers=0, progress=False, index=built)
+                              model_meta(loaded))
+    indexed = open_folder(loaded, folder, EncodeSettings(workers=0, progress=False), index=built)
     assert indexed.index is built
-    vocab = Vocabulary.load(PACKAGED_VOCAB)
+    vocab = packaged_vocabulary()
     for query, kind in (("This is a grey Chery Sedan.", "auto"), ("a person with a backpack", "pedestrian"),
                         ("a red SUV", "vehicle")):
-        got, want = (answer(g, loaded, vocab, query, kind, 5) for g in (indexed, plain))
+        got, want = (answer(loaded, g, vocab, query, kind, QuerySettings(topk=5)) for g in (indexed, plain))
         assert (got.kind, [h.name for h in got.hits]) == (want.kind, [h.name for h in want.hits])
         assert np.allclose([h.score for h in got.hits], [h.score for h in want.hits], atol=1e-5)
 

@@ -1,7 +1,7 @@
 """kill -9 in the middle of augmentation, gallery encoding and training, then the same command
 again: it continues where it stopped and ends where an uninterrupted run ends.
 
-Each command runs as ``python -m traffic_retrieval.cli`` in its own session; the whole process
+Each command runs as ``python -m traffic_retrieval.apps.cli`` in its own session; the whole process
 group is killed (as a terminal, a scheduler or Ctrl-\\ would), as soon as its first chunk, cache
 part or checkpoint is on disk.
 """
@@ -21,13 +21,13 @@ import pytest
 import torch
 from PIL import Image
 
-from traffic_retrieval.labels import Label, write_labels
-from traffic_retrieval.models import load_model
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.labels import Label, write_labels
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.core.vocab import Vocabulary
 
 pytestmark = pytest.mark.slow
 VOCAB = Vocabulary(("black", "red", "white"), ("SUV", "Sedan", "Truck"), ("Audi", "Hongyan"))
-COMMAND = [sys.executable, "-m", "traffic_retrieval.cli"]
+COMMAND = [sys.executable, "-m", "traffic_retrieval.apps.cli"]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -60,7 +60,7 @@ def kill_when(args: list[str], cwd: Path, ready: Callable[[], bool], timeout: fl
 def checkpoint(tmp_path_factory) -> Path:
     """Fixed weights: a random initialisation differs in every process."""
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save(load_model("TR-ViT-Tiny", None).model.state_dict(), path)
+    torch.save(load_model(ModelSettings("TR-ViT-Tiny", None)).model.state_dict(), path)
     return path
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from traffic_retrieval.attributes import looks_like_flags
-from traffic_retrieval.fileio import InputError, atomic_open, atomic_write_bytes, atomic_write_text
-from traffic_retrieval.labels import Label, read_labels, read_queries, write_labels
+from traffic_retrieval.core.attributes import looks_like_flags
+from traffic_retrieval.core.fileio import InputError, atomic_open, atomic_write_bytes, atomic_write_text
+from traffic_retrieval.core.labels import Label, read_labels, read_queries, write_labels
 
 PEDESTRIAN = "0,1,0,0,1,0,0,0,0,0,1,0,1,0,0,0,0,0,0,0,0"
 LINES = [

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from traffic_retrieval.metrics import METRIC_KEYS, ap_official, ap_strict, hit_at, score
+from traffic_retrieval.core.metrics import METRIC_KEYS, ap_official, ap_strict, hit_at, score
 
 NAMES = [f"{i}.jpg" for i in range(20)]
 

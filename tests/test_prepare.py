@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_retrieval import cli
-from traffic_retrieval.labels import read_labels, read_queries
-from traffic_retrieval.synth import generate
+from traffic_retrieval.apps import cli
+from traffic_retrieval.core.labels import read_labels, read_queries
+from traffic_retrieval.synthetic.generate import generate
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

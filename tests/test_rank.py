@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traffic_retrieval.rank import topk_blocked
+from traffic_retrieval.retrieval.rank import topk_blocked
 
 N_QUERIES, N_GALLERY, DIM = 10, 50, 16
 

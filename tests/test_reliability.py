@@ -20,17 +20,21 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from traffic_retrieval import cli, encode, train_entry
-from traffic_retrieval.encode import encode_images, gallery_embeddings, list_images
-from traffic_retrieval.fileio import InputError
-from traffic_retrieval.infer import infer
-from traffic_retrieval.labels import Label, parse_label_line, read_labels, write_labels
-from traffic_retrieval.models import load_model
-from traffic_retrieval.prepare import prepare
-from traffic_retrieval.rerank import METHODS, RerankSettings
-from traffic_retrieval.routing import merge_by_index, route, split_by_kind
-from traffic_retrieval.submission import SubmissionError, parse_submission, read_submission, validate_submission
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.apps import cli
+from traffic_retrieval.retrieval import store
+from traffic_retrieval.training import entry as train_entry
+from traffic_retrieval.core.images import list_images
+from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images
+from traffic_retrieval.retrieval.store import gallery_embeddings
+from traffic_retrieval.core.fileio import InputError
+from traffic_retrieval.retrieval.pipeline import QuerySettings, infer
+from traffic_retrieval.core.labels import Label, parse_label_line, read_labels, write_labels
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.training.prepare import prepare
+from traffic_retrieval.retrieval.rerank import METHODS, RerankSettings
+from traffic_retrieval.core.routing import merge_by_index, route, split_by_kind
+from traffic_retrieval.core.submission import SubmissionError, parse_submission, read_submission, validate_submission
+from traffic_retrieval.core.vocab import Vocabulary
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "traffic_retrieval"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -85,7 +89,7 @@ def write_zoo(folder: Path) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("TR-ViT-Tiny", None)
+    return load_model(ModelSettings("TR-ViT-Tiny", None))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +102,7 @@ def zoo(tmp_path_factory) -> tuple[Path, dict[str, bool]]:
 def zoo_embeddings(tiny, zoo):
     folder, readable = zoo
     names = sorted(readable) + ["missing.jpg"]
-    emb, ok = encode_images(tiny, [folder / n for n in names], batch_size=4, workers=0, progress=False)
+    emb, ok = encode_images(tiny, [folder / n for n in names], EncodeSettings(batch_size=4, workers=0, progress=False))
     return dict(zip(names, emb)), dict(zip(names, ok))
 
 
@@ -119,7 +123,7 @@ def test_exif_rotation_is_applied(zoo_embeddings):
 def test_unreadable_images_in_a_worker_process_are_skipped_too(tiny, zoo):
     folder, _ = zoo
     paths = [folder / "zero.jpg", folder / "upright.jpg", folder / "truncated.jpg"]
-    _, ok = encode_images(tiny, paths, batch_size=2, workers=1, progress=False)
+    _, ok = encode_images(tiny, paths, EncodeSettings(batch_size=2, workers=1, progress=False))
     assert ok.tolist() == [False, True, False]
 
 
@@ -127,12 +131,12 @@ def test_strict_aborts_naming_the_first_unreadable_image(tiny, zoo, tmp_path):
     folder, _ = zoo
     paths = [folder / "upright.jpg", folder / "mode_L.jpg", folder / "truncated.jpg", folder / "zero.jpg"]
     with pytest.raises(InputError) as e:
-        encode_images(tiny, paths, batch_size=2, workers=0, progress=False, strict=True)
+        encode_images(tiny, paths, EncodeSettings(batch_size=2, workers=0, progress=False, strict=True))
     assert e.value.path == str(folder / "truncated.jpg") and "unreadable" in e.value.defect
     # a cache written without --strict does not let --strict pass
-    gallery_embeddings(tiny, paths, tmp_path, workers=0, progress=False)
+    gallery_embeddings(tiny, paths, EncodeSettings(cache_dir=tmp_path, workers=0, progress=False))
     with pytest.raises(InputError, match="truncated.jpg"):
-        gallery_embeddings(tiny, paths, tmp_path, workers=0, progress=False, strict=True)
+        gallery_embeddings(tiny, paths, EncodeSettings(cache_dir=tmp_path, workers=0, progress=False, strict=True))
 
 
 @pytest.fixture
@@ -154,8 +158,8 @@ def test_a_skipped_gallery_image_never_appears_in_a_submission(tiny, test_layout
     for method in (None, *METHODS):
         out = tmp_path / f"sub-{method}.json"
         settings_ = RerankSettings(method=method) if method else None
-        ranking = infer(test_layout, out, cache_dir=tmp_path / "cache", workers=0, progress=False,
-                        rerank_settings=settings_, candidates=len(images))
+        ranking = infer(test_layout, out, ModelSettings(), QuerySettings(rerank=settings_, candidates=len(images)),
+                        EncodeSettings(cache_dir=tmp_path / "cache", workers=0, progress=False))
         submitted = {n for _, names in read_submission(out) for n in names}
         assert len(submitted) >= 10 and not submitted & bad, method
         assert ranking.ok.sum() == len(images) - len(bad)
@@ -221,11 +225,11 @@ def test_augment_names_the_line_of_a_vehicle_outside_the_vocabulary_before_any_w
     lines.insert(2, "")  # a blank line: line numbers are the file's, not the labels'
     lines.insert(5, "v9.jpg$purple Zeppelin$A purple Zeppelin")
     label_file.write_text("\n".join(lines) + "\n")
-    from traffic_retrieval import augment as aug
+    from traffic_retrieval.training import augment as aug
     monkeypatch.setattr(aug, "encode_images", lambda *a, **k: pytest.fail("encoded before checking the labels"))
     with pytest.raises(InputError) as e:
-        aug.augment(load_model("TR-ViT-Tiny", None), label_file, train_layout / "train" / "train_images",
-                    tmp_path / "out.txt", VOCAB, chunk=2, workers=0, progress=False)
+        aug.augment(load_model(ModelSettings("TR-ViT-Tiny", None)), label_file, train_layout / "train" / "train_images",
+                    tmp_path / "out.txt", VOCAB, EncodeSettings(chunk=2, workers=0, progress=False))
     assert (e.value.path, e.value.line) == (str(label_file), 6) and "purple Zeppelin" in e.value.defect
 
 
@@ -327,7 +331,7 @@ def test_prepare_cli_names_file_line_and_writes_nothing(text_layout, tmp_path, c
 def test_infer_reads_a_query_file_with_bom_crlf_and_no_final_newline(tiny, test_layout, tmp_path):
     (test_layout / "test" / "test_text.txt").write_bytes("\ufeffA red Audi.\r\nA café racer\r\n\r\nA Truck".encode())
     out = tmp_path / "sub.json"
-    infer(test_layout, out, cache_dir=None, workers=0, progress=False)
+    infer(test_layout, out, ModelSettings(), encode=EncodeSettings(workers=0, progress=False))
     assert [text for text, _ in read_submission(out)] == ["A red Audi.", "A café racer", "A Truck"]
 
 
@@ -341,18 +345,18 @@ WRITES = re.compile(
 )
 # Writers that are not atomic by themselves, and why that is safe.
 NOT_ATOMIC = {
-    ("synth.py", "(images / item.name).write_bytes(data)"): "into a temporary split folder that is renamed whole",
+    ("synthetic/generate.py", "(images / item.name).write_bytes(data)"): "into a temporary split folder that is renamed whole",
 }
 
 
 def test_every_writer_in_the_package_is_atomic():
     found = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "fileio.py":  # where atomicity is implemented
             continue
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if WRITES.search(line) and not line.lstrip().startswith("#"):
-                found[(path.name, line.strip())] = number
+                found[(path.relative_to(PACKAGE).as_posix(), line.strip())] = number
     unexplained = {k: v for k, v in found.items() if k not in NOT_ATOMIC}
     assert not unexplained, f"writers that bypass fileio.atomic_open: {unexplained}"
     assert WRITES.search('Path(out).write_text("x")') and WRITES.search("torch.save(state, path)")
@@ -367,16 +371,16 @@ def test_gallery_cache_is_keyed_by_image_content_and_checkpoint(tmp_path, monkey
     for i in range(3):
         Image.new("RGB", (30, 20), (80 * i, 40, 40)).save(folder / f"g{i}.jpg")
     paths = list_images(folder)
-    model = load_model("TR-ViT-Tiny", None)
+    model = load_model(ModelSettings("TR-ViT-Tiny", None))
     checkpoint = tmp_path / "model.pt"
     torch.save(model.model.state_dict(), checkpoint)
     calls = []
-    original = encode.encode_images
-    monkeypatch.setattr(encode, "encode_images", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = store.encode_images
+    monkeypatch.setattr(store, "encode_images", lambda *a, **k: calls.append(1) or original(*a, **k))
 
     def run(pretrained=checkpoint):
-        return gallery_embeddings(load_model("TR-ViT-Tiny", str(pretrained)), paths, tmp_path / "cache",
-                                  workers=0, progress=False)
+        return gallery_embeddings(load_model(ModelSettings("TR-ViT-Tiny", str(pretrained))), paths,
+                                  EncodeSettings(cache_dir=tmp_path / "cache", workers=0, progress=False))
 
     first, _ = run()
     np.testing.assert_array_equal(run()[0], first)
@@ -400,11 +404,10 @@ def test_two_random_initialisations_never_share_cached_work(tmp_path):
     folder = tmp_path / "gallery"
     folder.mkdir()
     Image.new("RGB", (30, 20), (200, 40, 40)).save(folder / "g.jpg")
-    first, _ = gallery_embeddings(load_model("TR-ViT-Tiny", None), [folder / "g.jpg"], tmp_path, workers=0,
-                                  progress=False)
-    other = load_model("TR-ViT-Tiny", None)
-    second, _ = gallery_embeddings(other, [folder / "g.jpg"], tmp_path, workers=0, progress=False)
-    np.testing.assert_allclose(second, encode_images(other, [folder / "g.jpg"], workers=0, progress=False)[0], atol=1e-6)
+    first, _ = gallery_embeddings(load_model(ModelSettings("TR-ViT-Tiny", None)), [folder / "g.jpg"], EncodeSettings(cache_dir=tmp_path, workers=0, progress=False))
+    other = load_model(ModelSettings("TR-ViT-Tiny", None))
+    second, _ = gallery_embeddings(other, [folder / "g.jpg"], EncodeSettings(cache_dir=tmp_path, workers=0, progress=False))
+    np.testing.assert_allclose(second, encode_images(other, [folder / "g.jpg"], EncodeSettings(workers=0, progress=False))[0], atol=1e-6)
     assert len(list(tmp_path.glob("gallery-*.npz"))) == 2
 
 

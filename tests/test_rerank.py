@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traffic_retrieval.metrics import score
-from traffic_retrieval.rank import topk_blocked
-from traffic_retrieval.rerank import METHODS, RerankSettings, rerank, tta_gallery
+from traffic_retrieval.core.metrics import score
+from traffic_retrieval.retrieval.rank import topk_blocked
+from traffic_retrieval.retrieval.rerank import METHODS, RerankSettings, rerank, tta_gallery
 
 
 def _normalise(x):
@@ -33,9 +33,9 @@ def _map(indices, relevant):
 def test_adaption_improves_noisy_queries(method):
     queries, gallery, relevant = clustered()
     _, first = topk_blocked(queries, gallery, 50)
-    reranked, seconds = rerank(queries, gallery, first, RerankSettings(method=method, top_k=5, weight=1.0))
-    assert reranked.shape == (len(queries), 10)
-    assert seconds >= 0
+    reranked, scores = rerank(queries, gallery, first, RerankSettings(method=method, top_k=5, weight=1.0))
+    assert reranked.shape == scores.shape == (len(queries), 10)
+    assert np.all(np.diff(scores, axis=1) <= 0)  # best first
     assert _map(reranked, relevant) > _map(first[:, :10], relevant) + 0.02
 
 

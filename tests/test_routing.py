@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from traffic_retrieval.labels import read_labels, read_queries
-from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT, enhance, merge_by_index, route, split_by_kind
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.labels import read_labels, read_queries
+from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT, enhance, merge_by_index, route, split_by_kind
+from traffic_retrieval.core.vocab import Vocabulary
 
 VOCAB = Vocabulary(
     colours=("grey", "white"),

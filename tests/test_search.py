@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from traffic_retrieval import cli
-from traffic_retrieval.encode import encode_texts
-from traffic_retrieval.infer import PACKAGED_VOCAB
-from traffic_retrieval.models import load_model
-from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT
-from traffic_retrieval.search import Gallery, answer, inside, kind_by_shape, load_gallery
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.apps import cli
+from traffic_retrieval.retrieval.encode import encode_texts
+from traffic_retrieval.core.vocab import packaged_vocabulary
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
+from traffic_retrieval.core.images import image_kind
+from traffic_retrieval.retrieval.encode import EncodeSettings
+from traffic_retrieval.retrieval.gallery import Gallery, inside, open_folder
+from traffic_retrieval.retrieval.pipeline import QuerySettings, answer
+from traffic_retrieval.core.vocab import Vocabulary
 
 COLOURS = ["red", "blue", "green", "yellow", "white", "black"]
 
@@ -40,17 +43,17 @@ def random_gallery(folder: Path, n: int, dim: int = 128, seed: int = 0) -> Galle
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     kinds = np.array(["vehicle", "pedestrian"] * (n // 2) + ["vehicle"] * (n % 2), dtype=object)
-    return Gallery(Path(folder), [f"{i:06d}.jpg" for i in range(n)], emb, np.ones(n, bool), kinds)
+    return Gallery([f"{i:06d}.jpg" for i in range(n)], emb, np.ones(n, bool), kinds, folder=Path(folder))
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("TR-ViT-Tiny", None)
+    return load_model(ModelSettings("TR-ViT-Tiny", None))
 
 
 @pytest.fixture(scope="module")
 def vocab() -> Vocabulary:
-    return Vocabulary.load(PACKAGED_VOCAB)
+    return packaged_vocabulary()
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +64,10 @@ def drawn(tmp_path_factory, tiny) -> Gallery:
     secret = root / "secret.jpg"
     Image.new("RGB", (50, 30), "red").save(secret)
     (folder / "escape.jpg").symlink_to(secret)
-    return load_gallery(tiny, folder, None, workers=0, progress=False)
+    return open_folder(tiny, folder, EncodeSettings(workers=0, progress=False))
 
 
-def test_load_gallery_leaves_out_links_out_of_the_folder_and_masks_unreadable(drawn):
+def test_open_folder_leaves_out_links_out_of_the_folder_and_masks_unreadable(drawn):
     assert "escape.jpg" not in drawn.names
     assert len(drawn) == 13
     assert drawn.ok.tolist() == [name != "broken.jpg" for name in drawn.names]
@@ -83,7 +86,7 @@ def test_path_is_a_name_lookup_confined_to_the_folder(drawn, tmp_path):
 
 def test_a_link_replacing_a_gallery_file_after_start_up_is_refused(tmp_path):
     folder = draw_gallery(tmp_path / "g", n=1)
-    gallery = Gallery(folder, ["car0.jpg"], np.ones((1, 4), np.float32), np.ones(1, bool), np.array(["vehicle"]))
+    gallery = Gallery(["car0.jpg"], np.ones((1, 4), np.float32), np.ones(1, bool), np.array(["vehicle"]), folder=folder)
     assert gallery.path("car0.jpg") is not None
     outside = tmp_path / "outside.jpg"
     Image.new("RGB", (8, 8)).save(outside)
@@ -93,11 +96,11 @@ def test_a_link_replacing_a_gallery_file_after_start_up_is_refused(tmp_path):
     assert not inside(folder / "missing.jpg", folder)
 
 
-def test_kind_by_shape(tmp_path):
+def test_image_kind_by_shape(tmp_path):
     Image.new("RGB", (30, 60)).save(tmp_path / "tall.png")
     Image.new("RGB", (60, 30)).save(tmp_path / "wide.png")
-    assert kind_by_shape(tmp_path / "tall.png") == "pedestrian"
-    assert kind_by_shape(tmp_path / "wide.png") == "vehicle"
+    assert image_kind(tmp_path / "tall.png") == "pedestrian"
+    assert image_kind(tmp_path / "wide.png") == "vehicle"
 
 
 def test_gallery_search_honours_kind_and_readable_mask(tmp_path):
@@ -115,11 +118,11 @@ def test_gallery_search_honours_kind_and_readable_mask(tmp_path):
 
 def test_gallery_rejects_misaligned_fields(tmp_path):
     with pytest.raises(ValueError):
-        Gallery(tmp_path, ["a.jpg"], np.zeros((2, 4), np.float32), np.ones(2, bool), np.array(["vehicle"] * 2))
+        Gallery(["a.jpg"], np.zeros((2, 4), np.float32), np.ones(2, bool), np.array(["vehicle"] * 2))
 
 
 def test_answer_routes_enhances_and_filters(drawn, tiny, vocab):
-    car = answer(drawn, tiny, vocab, "a red SUV", "auto", 5)
+    car = answer(tiny, drawn, vocab, "a red SUV", "auto", QuerySettings(topk=5))
     assert car.kind == "vehicle" and car.text == "a red SUV" + DEFAULT_VEHICLE_PROMPT
     assert [h.rank for h in car.hits] == [1, 2, 3, 4, 5]
     q = encode_texts(tiny, [car.text])[0]
@@ -127,18 +130,18 @@ def test_answer_routes_enhances_and_filters(drawn, tiny, vocab):
     assert [h.score for h in car.hits] == pytest.approx([float(by_name[h.name] @ q) for h in car.hits], abs=1e-5)
     assert "broken.jpg" not in [h.name for h in car.hits]
 
-    person = answer(drawn, tiny, vocab, "A female pedestrian with a backpack.", "auto", 20)
+    person = answer(tiny, drawn, vocab, "A female pedestrian with a backpack.", "auto", QuerySettings(topk=20))
     assert person.kind == "pedestrian" and person.text == person.query
     assert len(person.hits) == 12  # whole gallery but the unreadable image
 
-    forced = answer(drawn, tiny, vocab, "a red SUV", "pedestrian", 20)
+    forced = answer(tiny, drawn, vocab, "a red SUV", "pedestrian", QuerySettings(topk=20))
     assert forced.kind == "pedestrian" and forced.text == "a red SUV"
     assert sorted(h.name for h in forced.hits) == sorted(f"person{i}.png" for i in range(6))
 
-    plain = answer(drawn, tiny, vocab, "a red SUV.", "vehicle", 3, vehicle_prompt="")
+    plain = answer(tiny, drawn, vocab, "a red SUV.", "vehicle", QuerySettings(topk=3, vehicle_prompt=""))
     assert plain.text == "a red SUV." and {h.name[:3] for h in plain.hits} == {"car"}
     with pytest.raises(ValueError):
-        answer(drawn, tiny, vocab, "a red SUV", "bicycle")
+        answer(tiny, drawn, vocab, "a red SUV", "bicycle")
 
 
 def test_cli_prints_ranked_names_and_writes_a_grid(tmp_path, capsys, monkeypatch):

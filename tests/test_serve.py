@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from test_search import draw_gallery, random_gallery  # noqa: E402 (tests/ is on sys.path under pytest)
-from traffic_retrieval.infer import PACKAGED_VOCAB
-from traffic_retrieval.models import load_model
-from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT
-from traffic_retrieval.search import Gallery
-from traffic_retrieval.serve import MAX_QUERY, create_app, running
-from traffic_retrieval.vocab import Vocabulary
+from traffic_retrieval.core.vocab import packaged_vocabulary
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
+from traffic_retrieval.retrieval.gallery import Gallery
+from traffic_retrieval.apps.web import MAX_QUERY, create_app, running
+from traffic_retrieval.core.vocab import Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def setup(tmp_path_factory):
     names = sorted(p.name for p in folder.iterdir())
     emb = random_gallery(folder, len(names)).embeddings
     kinds = np.array(["pedestrian" if n.startswith("person") else "vehicle" for n in names], dtype=object)
-    gallery = Gallery(folder, names, emb, np.ones(len(names), bool), kinds)
-    app = create_app(gallery, load_model("TR-ViT-Tiny", None), Vocabulary.load(PACKAGED_VOCAB))
+    gallery = Gallery(names, emb, np.ones(len(names), bool), kinds, folder=folder)
+    app = create_app(gallery, load_model(ModelSettings("TR-ViT-Tiny", None)), packaged_vocabulary())
     return TestClient(app, raise_server_exceptions=False), gallery, secret.read_bytes()
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traffic_retrieval.submission import (
+from traffic_retrieval.core.submission import (
     SubmissionError,
     read_submission,
     validate_submission,

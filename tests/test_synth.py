@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from traffic_retrieval.routing import DEFAULT_VEHICLE_PROMPT
-from traffic_retrieval import cli, synth
-from traffic_retrieval.attributes import PEDESTRIAN_BOOLS, Pedestrian, Vehicle
-from traffic_retrieval.captions import parse_pedestrian_caption, parse_vehicle_caption
-from traffic_retrieval.labels import read_labels, read_queries
-from traffic_retrieval.render import (
-    PEDESTRIAN_ASPECT, VEHICLE_ASPECT, default_vocabulary, emblem_code, render_pedestrian, render_vehicle,
-)
-from traffic_retrieval.vocab import extract_vocabulary
+from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
+from traffic_retrieval.apps import cli
+from traffic_retrieval.synthetic import generate, plan
+from traffic_retrieval.core.attributes import PEDESTRIAN_BOOLS, Pedestrian, Vehicle
+from traffic_retrieval.core.captions import parse_pedestrian_caption, parse_vehicle_caption
+from traffic_retrieval.core.labels import read_labels, read_queries
+from traffic_retrieval.core.vocab import extract_vocabulary, packaged_vocabulary
+from traffic_retrieval.synthetic.pedestrians import PEDESTRIAN_ASPECT, render_pedestrian
+from traffic_retrieval.synthetic.vehicles import VEHICLE_ASPECT, emblem_code, render_vehicle
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"train": 100, "val": 20, "test": 60, "pretrain": 30}  # 210 images: enough to use the worker pool
-VOCAB = default_vocabulary()
+VOCAB = packaged_vocabulary()
 
 
 def _generate(out: Path, seed: int = 0, workers: int = 2) -> Path:
-    synth.generate(out, SIZES["train"], SIZES["val"], SIZES["test"], seed=seed, pretrain=SIZES["pretrain"],
+    generate.generate(out, SIZES["train"], SIZES["val"], SIZES["test"], seed=seed, pretrain=SIZES["pretrain"],
                    workers=workers, progress=False)
     return out
 
@@ -63,7 +63,7 @@ def test_layout(dataset):
 def test_file_names_unique_and_shaped(dataset):
     names = [p.name for p in dataset.glob("*/*_images/*.jpg")]
     assert len(names) == len(set(names)) == sum(SIZES.values())
-    items = synth.plan(SIZES)
+    items = plan.plan(SIZES)
     for split_items in items.values():
         for it in split_items:
             pattern = r"[a-z]{10}\.jpg" if isinstance(it.subject, Vehicle) else r"\d{6}\.jpg"
@@ -71,7 +71,7 @@ def test_file_names_unique_and_shaped(dataset):
 
 
 def test_plan_is_what_was_written(dataset):
-    for split, items in synth.plan(SIZES).items():
+    for split, items in plan.plan(SIZES).items():
         if split != "test":
             assert [it.label for it in items] == read_labels(dataset / split / f"{split}_label.txt")
 
@@ -91,7 +91,7 @@ def test_captions_state_the_attributes(dataset):
 
 
 def test_pretrain_holds_camera_style_images_captioned_as_such():
-    items = synth.plan({"pretrain": 600})["pretrain"]
+    items = plan.plan({"pretrain": 600})["pretrain"]
     styles = [it.style for it in items]
     assert 0.2 < styles.count("surveillance") / len(items) < 0.4
     for it in items:
@@ -100,7 +100,7 @@ def test_pretrain_holds_camera_style_images_captioned_as_such():
 
 
 def test_partial_labels_describe_the_drawn_vehicle():
-    items = synth.plan({"train": 3000, "pretrain": 300})
+    items = plan.plan({"train": 3000, "pretrain": 300})
     for it in items["train"]:
         if isinstance(it.subject, Vehicle):
             shown = VOCAB.parse(it.attribute)
@@ -112,7 +112,7 @@ def test_partial_labels_describe_the_drawn_vehicle():
 
 
 def test_test_queries_and_ground_truth(dataset):
-    items = synth.plan(SIZES)["test"]
+    items = plan.plan(SIZES)["test"]
     queries = read_queries(dataset / "test" / "test_text.txt")
     lines = [line.split("$") for line in (dataset / "test" / "test_ground_truth.txt").read_text().splitlines()]
     assert [q for q, *_ in lines] == queries == [it.caption for it in items]
@@ -132,7 +132,7 @@ def test_test_queries_and_ground_truth(dataset):
 
 
 def test_relevant_images_per_query_at_demo_size():
-    items = synth.plan({"test": 1000})["test"]
+    items = plan.plan({"test": 1000})["test"]
     counts = collections.Counter(it.attribute for it in items)
     for kind in (Vehicle, Pedestrian):
         mean = np.mean([counts[it.attribute] for it in items if isinstance(it.subject, kind)])
@@ -140,25 +140,25 @@ def test_relevant_images_per_query_at_demo_size():
 
 
 def test_label_proportions():
-    items = synth.plan({"train": 20000})["train"]
+    items = plan.plan({"train": 20000})["train"]
     vehicles = [VOCAB.parse(it.attribute) for it in items if isinstance(it.subject, Vehicle)]
-    assert len(vehicles) / len(items) == pytest.approx(synth.REAL_VEHICLE_FRACTION["train"], abs=0.005)
+    assert len(vehicles) / len(items) == pytest.approx(plan.REAL_VEHICLE_FRACTION["train"], abs=0.005)
     forms = collections.Counter(
         "colour_brand" if v.colour else "type" if v.type else "brand" for v in vehicles)
-    for form, share in synth.LABEL_FORMS.items():
+    for form, share in plan.LABEL_FORMS.items():
         assert forms[form] / len(vehicles) == pytest.approx(share, abs=0.015), form
-    assert {v.brand for v in vehicles if v.colour is None and v.brand} <= set(synth.LONE_BRANDS)
+    assert {v.brand for v in vehicles if v.colour is None and v.brand} <= set(plan.LONE_BRANDS)
     prefixes = [it.caption.startswith("This is a") for it in items if isinstance(it.subject, Vehicle)]
-    assert np.mean(prefixes) == pytest.approx(synth.THIS_IS_A, abs=0.02)
+    assert np.mean(prefixes) == pytest.approx(plan.THIS_IS_A, abs=0.02)
     pedestrians = [it.subject for it in items if isinstance(it.subject, Pedestrian)]
-    assert np.mean([p.gender == "male" for p in pedestrians]) == pytest.approx(synth.GENDER_MALE, abs=0.05)
+    assert np.mean([p.gender == "male" for p in pedestrians]) == pytest.approx(plan.GENDER_MALE, abs=0.05)
     assert not any(p.skirt_dress for p in pedestrians if p.gender == "male")
 
 
 def test_vehicle_fraction_is_a_parameter():
-    items = synth.plan({"train": 1000, "test": 1000}, vehicle_fraction=0.5)
+    items = plan.plan({"train": 1000, "test": 1000}, vehicle_fraction=0.5)
     assert all(sum(isinstance(it.subject, Vehicle) for it in v) == 500 for v in items.values())
-    test = synth.plan({"test": 1000})["test"]
+    test = plan.plan({"test": 1000})["test"]
     assert sum(isinstance(it.subject, Vehicle) for it in test) == round(1000 * 7611 / 17611)
 
 
@@ -169,9 +169,9 @@ def test_measured_constants_match_the_reference_labels():
         v = VOCAB.parse(label.attribute)
         forms["colour_brand" if v.colour else "type" if v.type else "brand"] += 1
         if v.colour is None and v.type is None:
-            assert v.brand in synth.LONE_BRANDS
-    assert {f: n / len(labels) for f, n in forms.items()} == pytest.approx(synth.LABEL_FORMS)
-    assert np.mean([label.caption.startswith("This is") for label in labels]) == pytest.approx(synth.THIS_IS_A)
+            assert v.brand in plan.LONE_BRANDS
+    assert {f: n / len(labels) for f, n in forms.items()} == pytest.approx(plan.LABEL_FORMS)
+    assert np.mean([label.caption.startswith("This is") for label in labels]) == pytest.approx(plan.THIS_IS_A)
 
 
 def test_shipped_vocabulary_is_the_reference_extraction():
@@ -181,7 +181,7 @@ def test_shipped_vocabulary_is_the_reference_extraction():
 
 
 def test_training_vocabulary_can_be_extracted_from_synthetic_labels():
-    items = synth.plan({"train": 6000})["train"]
+    items = plan.plan({"train": 6000})["train"]
     vocab = extract_vocabulary(it.attribute for it in items if isinstance(it.subject, Vehicle))
     assert vocab.colours == VOCAB.colours and vocab.types == VOCAB.types
     assert set(vocab.brands) <= set(VOCAB.brands)
@@ -199,7 +199,7 @@ def test_aspect_ratios_and_styles(dataset):
     ratios = collections.defaultdict(list)
     brightness = collections.defaultdict(list)
     for split in ("train", "test"):
-        for it in synth.plan(SIZES)[split]:
+        for it in plan.plan(SIZES)[split]:
             with Image.open(dataset / split / f"{split}_images" / it.name) as img:
                 kind = "vehicle" if isinstance(it.subject, Vehicle) else "pedestrian"
                 ratios[kind].append(img.width / img.height)
@@ -261,4 +261,4 @@ def test_cli_writes_dataset_and_preview(tmp_path):
 def test_drawing_speed():
     """Drawing + JPEG encoding must keep the demo's data generation to seconds (target >= 500/s on 2 cores);
     asserted loosely here because the test machine is shared."""
-    assert synth.benchmark(300, workers=1) > 100
+    assert generate.benchmark(300, workers=1) > 100

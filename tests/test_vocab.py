@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from traffic_retrieval.attributes import Vehicle
-from traffic_retrieval.labels import read_labels
-from traffic_retrieval.vocab import Vocabulary, extract_vocabulary
+from traffic_retrieval.core.attributes import Vehicle
+from traffic_retrieval.core.labels import read_labels
+from traffic_retrieval.core.vocab import Vocabulary, extract_vocabulary
 
 VOCAB = Vocabulary(
     colours=("black", "grey", "white"),

@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .fileio import atomic_open, atomic_write_text
-from .metrics import METRIC_KEYS
-from .models import SquarePad, load_image
+from ..core.fileio import atomic_open, atomic_write_text
+from ..core.images import SquarePad, load_image
+from ..core.metrics import METRIC_KEYS
 
 
 def results_table(metrics: dict, title: str = "Results") -> str:
@@ -69,8 +69,8 @@ def plot_ranking_figure(
     submission: str | Path, ground_truth: str | Path, image_dir: str | Path, out: str | Path, per_kind: int = 2,
 ) -> Path:
     """plot_topk for the first ``per_kind`` queries of each kind of a scored submission."""
-    from .evaluate import read_ground_truth
-    from .submission import read_submission
+    from ..core.ground_truth import read_ground_truth
+    from ..core.submission import read_submission
 
     queries, relevant, kinds = read_ground_truth(ground_truth)
     results = read_submission(submission)

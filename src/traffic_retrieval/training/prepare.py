@@ -15,51 +15,24 @@ Every file is written atomically and re-running gives identical bytes.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .captions import parse_vehicle_caption, vehicle_caption
-from .encode import unreadable_summary
-from .fileio import InputError, atomic_write_text
-from .labels import Label, read_labels, read_queries, write_labels
-from .routing import route
-from .vocab import Vocabulary, extract_vocabulary
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Paths of the challenge layout under a data root."""
-
-    root: Path
-
-    def images(self, split: str) -> Path:
-        return self.root / split / f"{split}_images"
-
-    def labels(self, split: str) -> Path:
-        return self.root / split / f"{split}_label.txt"
-
-    @property
-    def queries(self) -> Path:
-        return self.root / "test" / "test_text.txt"
-
-    @property
-    def ground_truth(self) -> Path:
-        return self.root / "test" / "test_ground_truth.txt"
-
-
-def default_out(data: Path) -> Path:
-    return Path(data).resolve().parent
+from ..core.captions import parse_vehicle_caption, vehicle_caption
+from ..core.fileio import InputError, atomic_write_text
+from ..core.images import unreadable_summary, why_unreadable
+from ..core.labels import Label, read_labels, read_queries, write_labels
+from ..core.layout import Layout, default_out
+from ..core.routing import route
+from ..core.vocab import Vocabulary, extract_vocabulary
 
 
 def training_caption(label: Label, vocab: Vocabulary) -> str:
@@ -87,16 +60,6 @@ def openclip_csv(labels: Sequence[Label], images: Path, vocab: Vocabulary) -> st
     return buf.getvalue()
 
 
-def _why_unreadable(path: Path) -> Optional[str]:
-    """None when PIL opens and decodes the image, else why not."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return None
-    except Exception as e:
-        return str(e) or type(e).__name__
-
-
 def readable_labels(labels: Sequence[Label], images: Path, what: str = "images", strict: bool = False,
                     progress: bool = True) -> list[Label]:
     """The labels whose image opens and decodes. The others are reported on stderr and left out, so
@@ -105,7 +68,7 @@ def readable_labels(labels: Sequence[Label], images: Path, what: str = "images",
     pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))  # decoding releases the GIL
     try:
         errors = []
-        for path, error in zip(paths, tqdm(pool.map(_why_unreadable, paths), total=len(paths),
+        for path, error in zip(paths, tqdm(pool.map(why_unreadable, paths), total=len(paths),
                                            desc=f"check {what}", disable=not progress)):
             if error is not None:
                 if strict:
@@ -168,25 +131,3 @@ def prepare(
                 prepared / f"test_{kind}_text.txt", "".join(q + "\n" for q, k in zip(queries, kinds) if k == kind)
             )
     return prepared
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "prepare",
-        help="vocabulary, per-kind label splits and OpenCLIP CSVs from the challenge layout",
-        description=(
-            "Reads DATA/{train,val}/*_label.txt and DATA/test/test_text.txt (the challenge layout; a synthetic "
-            "DATA/pretrain split too). Writes OUT/car_attribute.json (vocabulary), OUT/prepared/{train,val}.csv "
-            "(OpenCLIP CSVs: tab-separated "
-            "filepath, title), OUT/prepared/{split}_{vehicle,pedestrian}_label.txt, and the routed test queries "
-            "OUT/prepared/test_{vehicle,pedestrian}_text.txt with OUT/prepared/test_kinds.txt."
-        ),
-    )
-    p.add_argument("--data", type=Path, default=Path("data/datasets"), help="data root (default: data/datasets)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: parent of --data)")
-    p.add_argument("--train-labels", type=Path, default=None,
-                   help="train label file to use instead of DATA/train/train_label.txt (e.g. the augmented one)")
-    p.add_argument("--vocab", type=Path, default=None, help="use this car_attribute.json instead of extracting one")
-    p.add_argument("--strict", action="store_true",
-                   help="abort at the first image that does not open instead of leaving it out of the CSV")
-    p.set_defaults(func=lambda a: print(prepare(a.data, a.out, a.train_labels, a.vocab, a.strict)))

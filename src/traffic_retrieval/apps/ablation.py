@@ -10,7 +10,6 @@ Every training and every augmentation resumes where it stopped, so an interrupte
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,17 +17,20 @@ from typing import Optional
 
 import numpy as np
 
-from . import augment as aug
-from . import synth
-from .evaluate import evaluate
-from .fileio import atomic_open, atomic_write_text
-from .infer import find_vocabulary, infer
-from .labels import read_labels
-from .models import TINY_MODEL, load_model
-from .prepare import Layout, prepare
-from .rerank import RerankSettings
-from .routing import DEFAULT_VEHICLE_PROMPT
-from .train import TrainSettings, default_settings, train
+from ..core.evaluation import evaluate
+from ..core.fileio import atomic_open, atomic_write_text
+from ..core.labels import read_labels
+from ..core.layout import Layout, find_vocabulary
+from ..core.routing import DEFAULT_VEHICLE_PROMPT
+from ..retrieval.configs import TINY_MODEL
+from ..retrieval.encode import EncodeSettings
+from ..retrieval.models import ModelSettings, load_model
+from ..retrieval.pipeline import QuerySettings, infer
+from ..retrieval.rerank import RerankSettings
+from ..synthetic.generate import generate
+from ..training import augment as aug
+from ..training.prepare import prepare
+from ..training.train import TrainSettings, default_settings, train
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
     root = root / f"seed{seed}"
     data, logs = root / "datasets", root / "log"
     if not (data / "test" / "test_ground_truth.txt").exists():
-        synth.generate(data, train=s.train, val=0, test=s.test, seed=seed, pretrain=s.pretrain)
+        generate(data, train=s.train, val=0, test=s.test, seed=seed, pretrain=s.pretrain)
     prepared = prepare(data)
     pretrained = _train(prepared / "pretrain.csv", logs, "pretrain", _settings(s.pretrain_epochs, seed), None, True)
     finetune = _settings(s.finetune_epochs, seed, pretrained)
@@ -87,18 +89,19 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
         "pad": _train(prepared / "train.csv", logs, "finetune-pad", finetune, pretrained, True),
     }
     layout, vocab = Layout(data), find_vocabulary(data)
-    augmented_file = aug.default_out(data, "train")
-    augmented = aug.augment(load_model(TINY_MODEL, str(pretrained)), layout.labels("train"), layout.images("train"),
-                            augmented_file, vocab, progress=False)
+    augmented_file = aug.augmented_path(data, "train")
+    augmented = aug.augment(load_model(ModelSettings(TINY_MODEL, str(pretrained))), layout.labels("train"),
+                            layout.images("train"), augmented_file, vocab, EncodeSettings(progress=False))
     accuracy = aug.completion_accuracy(augmented, read_labels(data / "train" / "train_label_truth.txt"), vocab)
     prepared_aug = prepare(data, out=root / "augmented", train_labels=augmented_file)
     models["aug"] = _train(prepared_aug / "train.csv", logs, "finetune-aug", finetune, pretrained, True)
     steps = {}
     for step in LADDER:
         out = root / "submissions" / f"{step.name.strip('+ ').replace(' ', '-')}.json"
-        ranking = infer(data, out, TINY_MODEL, str(models[step.model]), vehicle_prompt=DEFAULT_VEHICLE_PROMPT if step.prompt else "",
-                        cache_dir=root / "cache", square_pad=step.model != "nopad", flip_tta=step.flip,
-                        rerank_settings=s.rerank if step.rerank else None, progress=False)
+        model = ModelSettings(TINY_MODEL, str(models[step.model]), square_pad=step.model != "nopad")
+        query = QuerySettings(vehicle_prompt=DEFAULT_VEHICLE_PROMPT if step.prompt else "",
+                              rerank=s.rerank if step.rerank else None, flip_tta=step.flip)
+        ranking = infer(data, out, model, query, EncodeSettings(cache_dir=root / "cache", progress=False))
         metrics = evaluate(out, data / "test" / "test_ground_truth.txt")
         per_1000 = 1000 / len(ranking.queries)
         metrics["seconds_per_1000"] = {"first": ranking.seconds * per_1000, "rerank": ranking.rerank_seconds * per_1000}
@@ -182,23 +185,3 @@ def run(seeds: list[int], work: Path, docs: Path, s: StudySettings) -> list[dict
                       f"Regenerate with `{command}`.\n\n" + augmentation_table(results))
     plot(results, docs / "ablation.png")
     return results
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "ablation",
-        help="the A3R ablation ladder on the synthetic benchmark, several seeds",
-        description=(
-            "For each seed: draws a synthetic dataset under WORK/seedS, pretrains and fine-tunes the tiny model, "
-            "augments the labels and ranks the test split at every ladder step. Writes DOCS/ablation.md, "
-            "DOCS/ablation.png and DOCS/augmentation.md. Resumable: finished seeds and trainings are reused."
-        ),
-    )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--work", type=Path, default=Path("data/ablation"))
-    p.add_argument("--docs", type=Path, default=Path("docs"))
-    defaults = StudySettings()
-    for name in ("train", "test", "pretrain", "pretrain_epochs", "finetune_epochs"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    p.set_defaults(func=lambda a: run(a.seeds, a.work, a.docs, StudySettings(
-        a.train, a.test, a.pretrain, a.pretrain_epochs, a.finetune_epochs)) and 0)

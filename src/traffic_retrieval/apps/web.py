@@ -1,4 +1,4 @@
-"""serve: a local web page over an encoded gallery, for operators who type a description and look.
+"""The search page: a local web app over an encoded gallery, for operators who type a description and look.
 
 The gallery is encoded once at start-up; a query is one text encoding and one search. The
 server answers only two kinds of request that touch data: ``/api/search`` (parameters checked,
@@ -8,11 +8,11 @@ table, so no user text ever becomes part of a file path.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Literal
 from urllib.parse import quote
@@ -23,12 +23,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from .models import LoadedModel
-from .routing import DEFAULT_VEHICLE_PROMPT
-from .search import Gallery, add_gallery_arguments, answer, open_gallery
-from .vocab import Vocabulary
+from ..core.vocab import Vocabulary
+from ..retrieval.gallery import Gallery
+from ..retrieval.models import LoadedModel
+from ..retrieval.pipeline import QuerySettings, answer
 
-WEB = Path(__file__).with_name("web")
+WEB = Path(__file__).with_name("web_static")
 MAX_QUERY = 500  # characters; the text encoder reads 77 tokens anyway
 MAX_K = 100
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(
-    gallery: Gallery, loaded: LoadedModel, vocab: Vocabulary, vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT,
+    gallery: Gallery, loaded: LoadedModel, vocab: Vocabulary, settings: QuerySettings = QuerySettings(),
     max_k: int = MAX_K, max_query: int = MAX_QUERY,
 ) -> FastAPI:
     """The web app over an already encoded gallery (no I/O here beyond serving its files)."""
@@ -65,7 +65,7 @@ def create_app(
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"images": len(gallery), "model": loaded.name, "vehicle_prompt": vehicle_prompt,
+        return {"images": len(gallery), "model": loaded.name, "vehicle_prompt": settings.vehicle_prompt,
                 "max_k": max_k, "max_query": max_query}
 
     @app.get("/api/search")
@@ -78,7 +78,8 @@ def create_app(
         if not q.strip():
             raise HTTPException(422, "q: empty query")
         start = time.perf_counter()
-        result = answer(gallery, loaded, vocab, q, kind, k, vehicle_prompt if prompt else "")
+        asked = replace(settings, topk=k, vehicle_prompt=settings.vehicle_prompt if prompt else "")
+        result = answer(loaded, gallery, vocab, q, kind, asked)
         return {
             "query": result.query, "kind": result.kind, "filter": kind, "text": result.text, "prompt": prompt,
             "ms": round(1000 * (time.perf_counter() - start), 2),
@@ -116,29 +117,3 @@ def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    gallery, loaded, vocab = open_gallery(args)
-    app = create_app(gallery, loaded, vocab, args.vehicle_prompt)
-    print(f"{len(gallery)} images from {gallery.folder}; open http://{args.host}:{args.port}/")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "serve",
-        help="a local search page over the gallery",
-        description=(
-            "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir, "
-            "then serves a search page and a JSON API (/api/search?q=...&kind=auto&k=10&prompt=1) on HOST:PORT. "
-            "Writes nothing else."
-        ),
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    add_gallery_arguments(p)
-    p.set_defaults(func=run)

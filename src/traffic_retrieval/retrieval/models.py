@@ -13,12 +13,12 @@ from typing import Callable, Optional
 
 import open_clip
 import torch
-from PIL import Image, ImageOps
 from torchvision.transforms import Compose
 
-CONFIG_DIR = Path(__file__).with_name("model_configs")
-TINY_MODEL = "TR-ViT-Tiny"  # 64 px ViT, trains from scratch on 2 CPUs in minutes
-BIG_MODEL, BIG_PRETRAINED = "ViT-bigG-14", "laion2b_s39b_b160k"  # the seed's backbone
+from ..core.images import SquarePad, to_rgb
+from .configs import CONFIG_DIR, TINY_MODEL
+from .device import Placement, place
+
 
 _registered = False
 
@@ -53,49 +53,20 @@ def normalise_pretrained(pretrained: Optional[str | Path]) -> Optional[str]:
     return pretrained
 
 
-class ToRGB:
-    """EXIF rotation applied, transparency flattened on black, any mode (L, CMYK, P...) to RGB."""
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "P", "PA"):
-            image = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
-        return image.convert("RGB")
-
-    def __repr__(self) -> str:  # stable across processes: part of the embedding cache key
-        return "ToRGB()"
-
-
-to_rgb = ToRGB()
-
-
-def load_image(path: str | Path) -> Image.Image:
-    with Image.open(path) as im:
-        return to_rgb(im)
-
-
-class SquarePad:
-    """Pad with zeros to a centred square: the seed's fix for wide vehicles and tall pedestrians,
-    which a centre crop would cut and a squash would distort."""
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        w, h = image.size
-        if w == h:
-            return image
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side), (0, 0, 0))
-        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-        return canvas
-
-    def __repr__(self) -> str:
-        return "SquarePad()"
-
-
 def with_square_pad(transform: Compose, square_pad: bool = True) -> Compose:
     """An OpenCLIP transform with RGB conversion (and square padding) in front: the same
     function serves training, augmentation and inference."""
     return Compose([to_rgb, *([SquarePad()] if square_pad else []), *transform.transforms])
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model, and how its images are prepared; ``device`` None: the policy's choice (device.py)."""
+
+    name: str = TINY_MODEL
+    pretrained: Optional[str] = None  # an OpenCLIP tag, a checkpoint file, a run folder, or None (random)
+    square_pad: bool = True
+    device: Optional[str] = None
 
 
 @dataclass
@@ -105,23 +76,30 @@ class LoadedModel:
     model: torch.nn.Module
     preprocess: Callable  # image -> tensor, square padding included when asked
     tokenizer: Callable
-    device: torch.device
+    placement: Placement
+    square_pad: bool = True
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    @property
+    def precision(self) -> str:
+        return self.placement.precision
+
+    def autocast(self):
+        return self.placement.autocast()
 
 
-def load_model(
-    name: str = TINY_MODEL,
-    pretrained: Optional[str] = None,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    square_pad: bool = True,
-) -> LoadedModel:
-    """Build an OpenCLIP model in eval mode with its inference transform and tokenizer."""
+def load_model(settings: ModelSettings = ModelSettings()) -> LoadedModel:
+    """Build an OpenCLIP model in eval mode, on the policy's device, with its inference transform and
+    tokenizer. Weights stay fp32; on CUDA the forward passes run under autocast (``LoadedModel.autocast``)."""
     register_configs()
-    pretrained = normalise_pretrained(pretrained)
+    placement = place(settings.name, settings.device)
+    pretrained = normalise_pretrained(settings.pretrained)
     model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained, device=device, precision=precision
+        settings.name, pretrained=pretrained, device=placement.device, precision="fp32"
     )
     model.eval()
-    return LoadedModel(
-        name, pretrained, model, with_square_pad(preprocess, square_pad), open_clip.get_tokenizer(name), torch.device(device)
-    )
+    return LoadedModel(settings.name, pretrained, model, with_square_pad(preprocess, settings.square_pad),
+                       open_clip.get_tokenizer(settings.name), placement, settings.square_pad)

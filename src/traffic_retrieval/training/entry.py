@@ -4,8 +4,8 @@ patches make a long run survive bad data and a kill: an unreadable training imag
 replaced by the next sample, and checkpoints are written to a temporary file and renamed, so that
 ``--resume latest`` never picks a half-written ``epoch_N.pt``.
 
-Run as ``python -m traffic_retrieval.train_entry [--no-square-pad] <open_clip_train args>``,
-directly or under ``torchrun``; ``traffic_retrieval.train`` builds that command line.
+Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] <open_clip_train args>``,
+directly or under ``torchrun``; ``traffic_retrieval.training.train`` builds that command line.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import open_clip_train.data as upstream_data
 import open_clip_train.main as upstream
 import torch
 
-from .fileio import atomic_open
-from .models import register_configs, with_square_pad
+from ..core.fileio import atomic_open
+from ..retrieval.models import register_configs, with_square_pad
 
 MAX_BAD_IN_A_ROW = 100  # beyond this the cause is not a bad file: let the error through
 

@@ -14,24 +14,23 @@ where it stopped and ends with the same file as an uninterrupted one.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import shutil
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .attributes import Vehicle
-from .captions import parse_vehicle_caption, vehicle_caption
-from .fileio import InputError, atomic_write_text, read_text_lines
-from .encode import encode_images, encode_texts, unreadable_summary, weights_digest
-from .labels import Label, format_labels, read_labels
-from .models import LoadedModel, load_model
-from .prepare import Layout
-from .vocab import Vocabulary
+from ..core.attributes import Vehicle
+from ..core.captions import parse_vehicle_caption, vehicle_caption
+from ..core.fileio import InputError, atomic_write_text, read_text_lines
+from ..core.images import unreadable_summary
+from ..core.labels import Label, format_labels, read_labels
+from ..core.vocab import Vocabulary
+from ..retrieval.encode import EncodeSettings, encode_images, encode_texts
+from ..retrieval.models import LoadedModel
+from ..retrieval.store import weights_digest
 
 
 def candidates(vehicle: Vehicle, vocab: Vocabulary, complete_brand: bool = False) -> list[Vehicle]:
@@ -73,7 +72,7 @@ class TextCache:
 
 def complete_chunk(
     loaded: LoadedModel, labels: Sequence[Label], image_dir: Path, vocab: Vocabulary, texts: TextCache,
-    complete_brand: bool = False, batch_size: int = 64, workers: int = 2, progress: bool = True, strict: bool = False,
+    encode: EncodeSettings = EncodeSettings(), complete_brand: bool = False,
 ) -> list[Label]:
     """The labels with the completed field set on vehicles (complete ones keep their attribute).
     A vehicle whose image is unreadable keeps three fields (no completion), or, ``strict``, raises."""
@@ -82,8 +81,8 @@ def complete_chunk(
     out = [Label(l.image, l.attribute, l.caption, l.attribute if l.kind == "vehicle" else None) for l in labels]
     if not todo:
         return out
-    image_emb, ok = encode_images(loaded, [image_dir / labels[i].image for i, _ in todo], batch_size, workers,
-                                  progress=progress, desc="augment: encode images", strict=strict)
+    image_emb, ok = encode_images(loaded, [image_dir / labels[i].image for i, _ in todo], encode,
+                                  desc="augment: encode images")
     options = [candidates(vehicle, vocab, complete_brand) for _, (_, vehicle) in todo]
     prompts = [vehicle_caption(v, style) for (_, (style, _)), opts in zip(todo, options) for v in opts]
     table = texts.embed(prompts)  # every distinct prompt of the chunk, encoded in large batches
@@ -107,26 +106,26 @@ def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool, strict
 
 def augment(
     loaded: LoadedModel, label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary,
-    complete_brand: bool = False, chunk: int = 2048, batch_size: int = 64, workers: int = 2, progress: bool = True,
-    strict: bool = False,
+    encode: EncodeSettings = EncodeSettings(), complete_brand: bool = False,
 ) -> list[Label]:
-    """Complete a label file into ``out`` (4-field vehicle lines), resumably. Vehicles whose image
-    is unreadable keep three fields (see :func:`unreadable`), or, ``strict``, abort the run."""
+    """Complete a label file into ``out`` (4-field vehicle lines), resumably, ``encode.chunk`` labels a
+    part. Vehicles whose image is unreadable keep three fields (see :func:`unreadable`), or, with
+    ``encode.strict``, abort the run."""
     labels = read_labels(label_file)
     for (number, _), label in zip(read_text_lines(label_file), labels):  # fail now, not hours in
         try:
             needs_completion(label, vocab)
         except ValueError as e:
             raise InputError(label_file, number, str(e)) from None
-    parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand, strict)}")
+    parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand, encode.strict)}")
     parts.mkdir(parents=True, exist_ok=True)
     texts = TextCache(loaded)
     done: list[Label] = []
-    for n, start in enumerate(range(0, len(labels), chunk)):
+    for n, start in enumerate(range(0, len(labels), encode.chunk)):
         part = parts / f"{n:06d}.txt"
         if not part.is_file():
-            completed = complete_chunk(loaded, labels[start:start + chunk], image_dir, vocab, texts,
-                                       complete_brand, batch_size, workers, progress, strict)
+            completed = complete_chunk(loaded, labels[start:start + encode.chunk], image_dir, vocab, texts, encode,
+                                       complete_brand)
             atomic_write_text(part, format_labels(completed))
         done += read_labels(part)
     atomic_write_text(out, format_labels(done))
@@ -141,47 +140,9 @@ def unreadable(labels: Sequence[Label], done: Sequence[Label], image_dir: Path, 
                               "images to complete")
 
 
-def default_out(data: Path, split: str) -> Path:
+def augmented_path(data: Path, split: str) -> Path:
+    """Where augment writes by default: beside the split's label file."""
     return Path(data) / split / f"{split}_label_augmented.txt"
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .infer import add_model_arguments, find_vocabulary
-
-    p = subparsers.add_parser(
-        "augment",
-        help="complete partial vehicle labels (colour, type) with zero-shot CLIP",
-        description=(
-            "Reads DATA/SPLIT/SPLIT_label.txt and its images. Writes OUT (default "
-            "DATA/SPLIT/SPLIT_label_augmented.txt): the same labels with a fourth field on vehicle lines, the "
-            "completed attribute ('white Audi' -> 'white Audi SUV'). Resumable: partial work is kept beside OUT "
-            "and a re-run continues it. prepare --train-labels OUT trains on the completed captions. A vehicle "
-            "whose image cannot be read keeps its three fields (no completion) and is counted at the end."
-        ),
-    )
-    p.add_argument("--data", type=Path, default=Path("data/datasets"))
-    p.add_argument("--split", choices=("train", "val"), default="train")
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
-    p.add_argument("--complete-brand", action="store_true", help="also guess missing brands (the seed did not)")
-    p.add_argument("--chunk", type=int, default=2048, help="labels per resumable chunk")
-    p.add_argument("--strict", action="store_true", help="abort at the first unreadable image instead of skipping it")
-    add_model_arguments(p)
-
-    def run(a: argparse.Namespace) -> int:
-        loaded = load_model(a.model, a.pretrained, a.device or "cpu", "fp32", a.square_pad)
-        layout = Layout(a.data)
-        out = a.out or default_out(a.data, a.split)
-        vocab = find_vocabulary(a.data, a.vocab)
-        done = augment(loaded, layout.labels(a.split), layout.images(a.split), out, vocab, a.complete_brand,
-                       a.chunk, a.batch_size, a.workers, strict=a.strict)
-        summary = unreadable(read_labels(layout.labels(a.split)), done, layout.images(a.split), vocab)
-        if summary:
-            print(f"{summary} (their labels keep three fields)", file=sys.stderr)
-        print(out)
-        return 0
-
-    p.set_defaults(func=run)
 
 
 def completion_accuracy(predicted: Sequence[Label], truth: Sequence[Label], vocab: Vocabulary) -> dict:

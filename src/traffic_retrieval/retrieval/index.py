@@ -14,7 +14,6 @@ and the subcommand measures their recall@10 against exact when it builds them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -27,14 +26,12 @@ from typing import Optional, Sequence
 
 import faiss
 import numpy as np
-import torch
 
-from .encode import encode_texts, gallery_embeddings, list_images, weights_digest
-from .fileio import InputError, atomic_write_text
-from .labels import read_queries
-from .models import TINY_MODEL, LoadedModel, load_model
-from .prepare import Layout
+from ..core.fileio import InputError, atomic_write_text
+from .encode import EncodeSettings, encode_texts
+from .models import LoadedModel
 from .rank import topk_blocked
+from .store import gallery_embeddings, weights_digest
 
 KINDS = ("flat", "hnsw", "ivf")
 TABLE = "table.json"
@@ -80,9 +77,9 @@ def _search_params(
 MODEL_KEYS = ("model", "pretrained", "square_pad", "weights")
 
 
-def model_meta(loaded: LoadedModel, square_pad: bool) -> dict:
+def model_meta(loaded: LoadedModel) -> dict:
     """What makes two encodings of one gallery comparable (weights: a random initialisation's digest)."""
-    return dict(zip(MODEL_KEYS, (loaded.name, loaded.pretrained, square_pad, weights_digest(loaded))))
+    return dict(zip(MODEL_KEYS, (loaded.name, loaded.pretrained, loaded.square_pad, weights_digest(loaded))))
 
 
 @dataclass
@@ -188,12 +185,12 @@ class VectorIndex:
         meta = {k: v for k, v in table.items() if k not in ("index_file", "kind", "dim", "count")}
         return cls(index, names, ok, table["kind"], meta, directory)
 
-    def check(self, loaded: LoadedModel, square_pad: bool, names: Sequence[str]) -> None:
+    def check(self, loaded: LoadedModel, names: Sequence[str]) -> None:
         """InputError unless the index was built by this model from exactly these images."""
         source = self.source or "index"
-        if "model" in self.meta and model_meta(loaded, square_pad) != {k: self.meta.get(k) for k in MODEL_KEYS}:
+        if "model" in self.meta and model_meta(loaded) != {k: self.meta.get(k) for k in MODEL_KEYS}:
             built = ", ".join(f"{k} {self.meta.get(k)}" for k in MODEL_KEYS[:3])
-            used = ", ".join(f"{k} {v}" for k, v in list(model_meta(loaded, square_pad).items())[:3])
+            used = ", ".join(f"{k} {v}" for k, v in list(model_meta(loaded).items())[:3])
             raise InputError(source, None, f"index built with {built} (weights {str(self.meta.get('weights'))[:12]}); "
                                            f"this run uses {used}: rebuild it")
         if list(names) != self.names:
@@ -209,73 +206,30 @@ def recall_at_k(index: VectorIndex, queries: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx, exact)]))
 
 
-def recall_queries(loaded: LoadedModel, data: Path, gallery_emb: np.ndarray, n: int = 1000, seed: int = 0) -> np.ndarray:
-    """Queries to measure recall with: the split's text queries when DATA has them (what infer will
-    search), else a sample of the gallery's own embeddings."""
-    queries_file = Layout(Path(data)).queries
-    if queries_file.is_file():
-        return encode_texts(loaded, read_queries(queries_file)[:n])
-    rng = np.random.default_rng(seed)
-    return gallery_emb[rng.choice(len(gallery_emb), min(n, len(gallery_emb)), replace=False)]
-
-
 def build_index(
-    data: Path, out: Path, gallery: Optional[Path] = None, kind: str = "flat", model: str = TINY_MODEL,
-    pretrained: Optional[str] = None, cache_dir: Optional[Path] = Path("data/cache"), square_pad: bool = True,
-    batch_size: int = 64, workers: int = 2, device: Optional[str] = None, ef_search: Optional[int] = None,
-    nprobe: Optional[int] = None, progress: bool = True,
-) -> VectorIndex:
-    """Encode the gallery (DATA/test/test_images or ``gallery``) and write its index to ``out``."""
-    folder = Path(gallery) if gallery else Layout(Path(data)).images("test")
-    paths = list_images(folder)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_model(model, pretrained, device, "fp32", square_pad)
-    emb, ok = gallery_embeddings(loaded, paths, cache_dir, square_pad, False, batch_size, workers, progress=progress)
+    loaded: LoadedModel, paths: Sequence[Path], out: Path, kind: str = "flat", encode: EncodeSettings = EncodeSettings(),
+    ef_search: Optional[int] = None, nprobe: Optional[int] = None, queries: Sequence[str] = (),
+) -> tuple[VectorIndex, str]:
+    """Encode the gallery ``paths`` (through the store) and write its index to ``out``; returns the
+    index and a line to print (with recall@10 against exact for an approximate kind, on ``queries``
+    or, without them, on a sample of the gallery's own embeddings)."""
+    emb, ok = gallery_embeddings(loaded, paths, encode)
     start = time.perf_counter()
-    meta = {**model_meta(loaded, square_pad), "gallery": str(folder)}
+    meta = {**model_meta(loaded), "gallery": str(Path(paths[0]).parent) if paths else None}
     index = VectorIndex.build(emb, [p.name for p in paths], kind, ok, meta, ef_search, nprobe)
     seconds = time.perf_counter() - start
     index.save(out)
     line = f"indexed {len(index)} images ({int((~ok).sum())} unreadable) as {kind} in {seconds:.2f} s -> {out}"
     if kind != "flat" and ok.any():
-        queries = recall_queries(loaded, data, emb[ok])
-        line += f"; recall@10 against exact on {len(queries)} queries: {recall_at_k(index, queries):.4f}"
-    print(line)
-    return index
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .infer import add_model_arguments, optional_path  # infer imports this module
-
-    p = subparsers.add_parser(
-        "index",
-        help="encode the gallery into a persisted faiss index that infer, search and serve can use",
-        description=(
-            "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir. "
-            "Writes OUT/table.json (image names, unreadable images, model) and OUT/index-<id>.faiss, atomically. "
-            "flat is exact inner product; hnsw and ivf are approximate and print their recall@10 against exact "
-            "(on DATA/test/test_text.txt when present, else on gallery images)."
-        ),
-    )
-    p.add_argument("--data", type=Path, default=Path("data/datasets"), help="challenge root (default data/datasets)")
-    p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
-    p.add_argument("--out", type=Path, required=True, help="index folder to write")
-    p.add_argument("--kind", choices=KINDS, default="flat", help="flat (exact, default), hnsw or ivf (approximate)")
-    p.add_argument("--ef-search", type=int, default=None, help=f"hnsw: candidates per search (default {HNSW_EF_SEARCH})")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched (default a quarter of them)")
-    p.add_argument("--cache-dir", type=optional_path, default=Path("data/cache"), help="embedding cache ('' disables)")
-    add_model_arguments(p)
-    p.set_defaults(func=lambda a: build_index(
-        a.data, a.out, a.gallery, a.kind, a.model, a.pretrained, a.cache_dir, a.square_pad, a.batch_size,
-        a.workers, a.device, a.ef_search, a.nprobe) and 0)
+        if queries:
+            sample = encode_texts(loaded, list(queries)[:1000])
+        else:
+            readable = emb[ok]
+            sample = readable[np.random.default_rng(0).choice(len(readable), min(1000, len(readable)), replace=False)]
+        line += f"; recall@10 against exact on {len(sample)} queries: {recall_at_k(index, sample):.4f}"
+    return index, line
 
 
 def load_index(directory: Optional[Path]) -> Optional[VectorIndex]:
     """``--index DIR`` of infer, search and serve: the index, or None when not given."""
     return VectorIndex.load(directory) if directory else None
-
-
-def add_index_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, default=None,
-                   help="index folder from traffic-retrieval index: search it instead of encoding the gallery "
-                        "(its names must match the gallery listing)")

@@ -7,7 +7,6 @@ loop exits 0 without training when NAME already exists; here that is an error un
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .models import TINY_MODEL, normalise_pretrained
+from ..retrieval.models import TINY_MODEL, normalise_pretrained
 
 
 class TrainingError(RuntimeError):
@@ -112,7 +111,7 @@ def train(
         args += ["--dist-backend", "gloo"]
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     # "--" ends torchrun's options: its parser would take the loop's --logs for its own --logs-specs
-    entry = ["-m", "traffic_retrieval.train_entry", *(["--"] if nproc > 1 else [])]
+    entry = ["-m", "traffic_retrieval.training.entry", *(["--"] if nproc > 1 else [])]
     code = subprocess.call([*launcher, *entry, *args], env=env)
     checkpoint = final_checkpoint(logs, name, settings.epochs)
     if code != 0:
@@ -120,47 +119,3 @@ def train(
     if not checkpoint.is_file():
         raise TrainingError(f"open_clip_train exited without writing {checkpoint}: the run did not train")
     return checkpoint
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="fine-tune with the upstream OpenCLIP training loop on the CSVs from prepare",
-        description=(
-            "Reads the OpenCLIP CSVs written by prepare (tab-separated filepath, title). Writes "
-            "LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt, tensorboard/} through open_clip_train, "
-            "with square padding in the image transform. Defaults: the A3R settings for ViT-bigG-14 "
-            "(lr 4e-7, batch 25, warmup 10000, wd 0.01, cosine, AMP on GPU); for the tiny model, settings "
-            "that train it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). Unknown options are passed to open_clip_train."
-        ),
-    )
-    p.add_argument("--train-csv", type=Path, default=Path("data/prepared/train.csv"))
-    p.add_argument("--val-csv", type=Path, default=None)
-    p.add_argument("--model", default=TINY_MODEL)
-    p.add_argument("--pretrained", default=None,
-                   help="OpenCLIP tag, local checkpoint, a run folder (its latest checkpoint), or none")
-    p.add_argument("--logs", type=Path, default=Path("log"))
-    p.add_argument("--name", required=True, help="run name: the folder LOGS/NAME")
-    for opt, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("warmup", int), ("wd", float),
-                     ("precision", str), ("workers", int), ("seed", int)):
-        p.add_argument(f"--{opt}", type=typ, default=None, help="default: the model's preset")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its latest checkpoint")
-    p.add_argument("--no-square-pad", dest="square_pad", action="store_false")
-    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, DDP; gloo on CPU)")
-    p.set_defaults(func=_run, accepts_extra=True)
-
-
-def _run(args: argparse.Namespace) -> int:
-    settings = default_settings(args.model, normalise_pretrained(args.pretrained))
-    for key in ("epochs", "batch_size", "lr", "warmup", "wd", "precision", "workers", "seed"):
-        if getattr(args, key) is not None:
-            setattr(settings, key, getattr(args, key))
-    settings.extra = list(args.extra)
-    try:
-        checkpoint = train(args.train_csv, args.model, args.pretrained, args.val_csv, args.logs, args.name,
-                           settings, args.resume, args.square_pad, args.nproc)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(checkpoint)
-    return 0

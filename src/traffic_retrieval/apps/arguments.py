@@ -1,0 +1,96 @@
+"""Command-line options that several subcommands share, and the settings objects they become.
+
+Only argparse and the light settings classes here: building a parser must not load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from ..core.routing import DEFAULT_VEHICLE_PROMPT
+from ..retrieval.configs import TINY_MODEL
+from ..retrieval.rerank import METHODS, RerankSettings
+
+DEFAULT_DATA = Path("data/datasets")
+DEFAULT_CACHE = Path("data/cache")
+
+
+def optional_path(text: str) -> Optional[Path]:
+    """argparse type: '' means none."""
+    return Path(text) if text.strip() else None
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_data_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"challenge layout root (default {DEFAULT_DATA})")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Which model (ModelSettings) and how the gallery is encoded (EncodeSettings)."""
+    p.add_argument("--model", default=TINY_MODEL, help=f"OpenCLIP model name (default {TINY_MODEL})")
+    p.add_argument("--pretrained", default=None,
+                   help="OpenCLIP tag (e.g. laion2b_s39b_b160k), checkpoint file, training run folder, or none")
+    p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")
+    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when present)")
+    p.add_argument("--batch-size", type=positive, default=64)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--cache-dir", type=optional_path, default=DEFAULT_CACHE, help="embedding cache ('' disables)")
+    p.add_argument("--strict", action="store_true",
+                   help="abort at the first unreadable image instead of skipping it (never ranking it)")
+
+
+def add_query_arguments(p: argparse.ArgumentParser, topk_default: int = 10) -> None:
+    """What happens to queries (QuerySettings): prompt, depth, re-ranking, flip TTA."""
+    p.add_argument("--topk", type=positive, default=topk_default, help=f"names per query (default {topk_default})")
+    p.add_argument("--vehicle-prompt", default=DEFAULT_VEHICLE_PROMPT,
+                   help="text appended to vehicle queries ('' disables the prompt enhancement)")
+    p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json for routing (default: found next to DATA)")
+    p.add_argument("--rerank", choices=("none", *METHODS), default="none",
+                   help="adaption re-ranking of the first candidates (default none)")
+    p.add_argument("--rerank-candidates", type=positive, default=50, help="first-ranked candidates to re-rank (N)")
+    p.add_argument("--rerank-top-k", type=positive, default=RerankSettings.top_k, help="candidates forming the consensus")
+    p.add_argument("--rerank-weight", type=float, default=RerankSettings.weight, help="step towards the consensus")
+    p.add_argument("--flip-tta", action="store_true", help="average gallery embeddings with their horizontal flips")
+
+
+def add_index_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, default=None,
+                   help="index folder from traffic-retrieval index: search it instead of encoding the gallery "
+                        "(its names must match the gallery listing)")
+
+
+def model_settings(a: argparse.Namespace):
+    from ..retrieval.models import ModelSettings
+
+    return ModelSettings(a.model, a.pretrained, a.square_pad, a.device)
+
+
+def encode_settings(a: argparse.Namespace, chunk: Optional[int] = None):
+    from ..retrieval.encode import EncodeSettings
+
+    return EncodeSettings(a.batch_size, a.workers, chunk or getattr(a, "chunk", None) or EncodeSettings.chunk,
+                          a.cache_dir, a.strict)
+
+
+def rerank_settings(a: argparse.Namespace) -> Optional[RerankSettings]:
+    if a.rerank == "none":
+        return None
+    return RerankSettings(method=a.rerank, top_k=a.rerank_top_k, weight=a.rerank_weight)
+
+
+def query_settings(a: argparse.Namespace):
+    from ..retrieval.pipeline import QuerySettings
+
+    return QuerySettings(a.topk, a.vehicle_prompt, rerank_settings(a), a.rerank_candidates, a.flip_tta)

@@ -1,0 +1,75 @@
+"""``traffic-retrieval search``: one typed query against a gallery, printed as ranked names (and a grid)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..arguments import (add_data_argument, add_index_argument, add_model_arguments, add_query_arguments,
+                         encode_settings, model_settings, query_settings)
+
+KINDS = ("auto", "vehicle", "pedestrian")
+
+
+def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
+    """The options search and serve share: where the gallery is, the model, how queries are treated."""
+    add_data_argument(p)
+    p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
+    add_query_arguments(p)
+    add_index_argument(p)
+    add_model_arguments(p)
+
+
+def open_gallery(args: argparse.Namespace):
+    """(loaded model, gallery, vocabulary) from the arguments of ``add_gallery_arguments``."""
+    from ...core.fileio import InputError
+    from ...core.layout import Layout, find_vocabulary
+    from ...retrieval.gallery import open_folder
+    from ...retrieval.index import load_index
+    from ...retrieval.models import load_model
+
+    folder = Path(args.gallery) if args.gallery else Layout(Path(args.data)).images("test")
+    if not folder.is_dir():  # before the model loads: a wrong path fails at once
+        raise InputError(folder, None, "gallery folder not found (give --data DIR or --gallery FOLDER)")
+    index = load_index(args.index)
+    loaded = load_model(model_settings(args))
+    return loaded, open_folder(loaded, folder, encode_settings(args), index), find_vocabulary(args.data, args.vocab)
+
+
+def format_answer(result) -> str:
+    lines = [f"query: {result.query}", f"kind: {result.kind}   encoded: {result.text}"]
+    width = max((len(h.name) for h in result.hits), default=0)
+    lines += [f"{h.rank:>4}  {h.name:<{width}}  {h.score:.4f}" for h in result.hits]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...retrieval.pipeline import answer
+
+    loaded, gallery, vocab = open_gallery(args)
+    result = answer(loaded, gallery, vocab, args.query, args.kind, query_settings(args))
+    print(format_answer(result))
+    if args.grid:
+        from ..report import plot_topk
+
+        plot_topk([f"{result.query}  [{result.kind}]"], [[h.name for h in result.hits]], None, gallery.folder,
+                  args.grid, k=max(1, len(result.hits)))
+        print(f"grid -> {args.grid}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="rank the gallery for one typed query and print the top-k",
+        description=(
+            "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir. "
+            "Prints rank, image name and score; with --grid, writes a PNG of the top-k thumbnails."
+        ),
+    )
+    p.add_argument("query", help='the description, e.g. "a red SUV"')
+    p.add_argument("--kind", choices=KINDS, default="auto",
+                   help="auto: route as infer does; vehicle/pedestrian: force it and keep only images of that shape")
+    p.add_argument("--grid", type=Path, default=None, help="PNG of the top-k thumbnails to write")
+    add_gallery_arguments(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,69 @@
+"""The challenge's folder layout, and what each split gives to rank.
+
+::
+
+    DATA/train/train_images/*.jpg   DATA/train/train_label.txt
+    DATA/val/val_images/*.jpg       DATA/val/val_label.txt
+    DATA/test/test_images/*.jpg     DATA/test/test_text.txt   (queries, one a line)
+
+Prepared files (vocabulary, CSVs) go beside DATA, in its parent folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .images import list_images
+from .labels import read_labels, read_queries
+from .vocab import Vocabulary, extract_vocabulary, packaged_vocabulary
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of the challenge layout under a data root."""
+
+    root: Path
+
+    def images(self, split: str) -> Path:
+        return self.root / split / f"{split}_images"
+
+    def labels(self, split: str) -> Path:
+        return self.root / split / f"{split}_label.txt"
+
+    @property
+    def queries(self) -> Path:
+        return self.root / "test" / "test_text.txt"
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.root / "test" / "test_ground_truth.txt"
+
+
+def default_out(data: Path) -> Path:
+    """Where prepare writes by default: the parent of the data root (``data/`` for ``data/datasets``)."""
+    return Path(data).resolve().parent
+
+
+def find_vocabulary(data: Path, vocab_path: Optional[Path] = None) -> Vocabulary:
+    """The given vocabulary, else prepare's output, else one extracted from the train labels,
+    else the packaged one (the real challenge's)."""
+    for candidate in (vocab_path, default_out(data) / "car_attribute.json"):
+        if candidate and Path(candidate).is_file():
+            return Vocabulary.load(candidate)
+    train = Layout(Path(data)).labels("train")
+    if train.is_file():
+        vehicles = [l for l in read_labels(train) if l.kind == "vehicle"]
+        return extract_vocabulary([l.attribute for l in vehicles], [l.completed for l in vehicles])
+    return packaged_vocabulary()
+
+
+def split_queries_and_gallery(data: Path, split: str) -> tuple[list[str], list[Path]]:
+    """A split's queries and gallery images, in order: ``test`` ranks its images for the lines of
+    ``test_text.txt``; ``val`` ranks the val images for the val captions."""
+    layout = Layout(Path(data))
+    if split == "test":
+        return read_queries(layout.queries), list_images(layout.images("test"))
+    labels = read_labels(layout.labels(split))
+    return [l.caption for l in labels], [layout.images(split) / l.image for l in labels]

@@ -1,0 +1,15 @@
+"""Model names: the package's own configs and the seed's backbone. No torch here, so that a
+command's parser can name its defaults without loading a model library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).with_name("model_configs")
+TINY_MODEL = "TR-ViT-Tiny"  # 64 px ViT, trains from scratch on 2 CPUs in minutes
+BIG_MODEL, BIG_PRETRAINED = "ViT-bigG-14", "laion2b_s39b_b160k"  # the seed's backbone
+
+
+def is_package_config(model: str) -> bool:
+    """One of the package's own small configs (model_configs/*.json), made to run on a CPU."""
+    return (CONFIG_DIR / f"{model}.json").is_file()

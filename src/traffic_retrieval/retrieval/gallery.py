@@ -1,0 +1,114 @@
+"""A gallery ready to search: image names, embeddings, readable mask, and optionally a kind per
+image and a vector index over the same rows.
+
+``Gallery.search`` is the one place a ranking is computed (dense blocked product, or the faiss
+index when there is one). Images are found by name in the gallery's own table, never by joining a
+user's text onto a folder: that table is the only way ``serve`` reaches a file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..core.fileio import InputError
+from ..core.images import image_kind, list_images
+from .encode import EncodeSettings, require_readable
+from .index import VectorIndex
+from .models import LoadedModel
+from .rank import topk_blocked
+from .rerank import tta_gallery
+from .store import gallery_embeddings
+
+log = logging.getLogger(__name__)
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies in ``folder`` (so a link out of the gallery is refused)."""
+    try:
+        return path.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+    except OSError:
+        return False
+
+
+@dataclass
+class Gallery:
+    """An encoded gallery: the backend every search runs on."""
+
+    names: list[str]
+    embeddings: np.ndarray  # n x d, L2-normalised
+    ok: np.ndarray  # readable images; the others are never returned
+    kinds: Optional[np.ndarray] = None  # "vehicle" | "pedestrian" per image (by shape), for a kind filter
+    index: Optional[VectorIndex] = None  # a faiss index over the same rows, searched instead when given
+    folder: Optional[Path] = None
+    _by_name: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (len(self.names) == len(self.embeddings) == len(self.ok)) or (
+                self.kinds is not None and len(self.kinds) != len(self.names)):
+            raise ValueError("names, embeddings, ok and kinds need one entry per image")
+        self._by_name = {name: i for i, name in enumerate(self.names)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def search(self, query_emb: np.ndarray, k: int, kind: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and indices (n_queries x <=k), best first, over readable images of ``kind`` (None: all)."""
+        if kind is not None and self.kinds is None:
+            raise ValueError("this gallery has no image kinds to filter by")
+        valid = self.ok if kind is None else self.ok & (self.kinds == kind)
+        if self.index is not None:
+            return self.index.search(query_emb, k, valid)
+        return topk_blocked(query_emb, self.embeddings, k, valid=valid)
+
+    def path(self, name: str) -> Optional[Path]:
+        """The file of a gallery image by exact name, or None when the name is not in the table or
+        the file (through symlinks) is no longer inside the gallery folder."""
+        if name not in self._by_name or self.folder is None:
+            return None
+        path = self.folder / self.names[self._by_name[name]]
+        return path if inside(path, self.folder) else None
+
+
+def encode_gallery(
+    loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(), flip_tta: bool = False,
+    index: Optional[VectorIndex] = None,
+) -> Gallery:
+    """The gallery of ``paths``: from ``index`` when given (it must hold exactly these images, encoded by
+    this model), else encoded through the store; with flip TTA, averaged with the horizontal flips."""
+    if index is not None:
+        if flip_tta:
+            raise InputError(index.source or "index", None,
+                             "--flip-tta encodes the gallery twice; it does not combine with --index")
+        index.check(loaded, [p.name for p in paths])
+        emb, ok = index.embeddings(), index.ok
+        if settings.strict:
+            require_readable(paths, ok)
+    else:
+        emb, ok = gallery_embeddings(loaded, paths, settings)
+    if flip_tta:
+        emb = tta_gallery(emb, gallery_embeddings(loaded, paths, settings, flip=True)[0])
+    if not ok.all():
+        log.warning("%d of %d gallery images are unreadable and will not be returned", (~ok).sum(), len(ok))
+    return Gallery([p.name for p in paths], emb, ok, index=index)
+
+
+def open_folder(
+    loaded: LoadedModel, folder: Path, settings: EncodeSettings = EncodeSettings(), index: Optional[VectorIndex] = None,
+) -> Gallery:
+    """The gallery of an image folder for search and serve: files linked from outside it are left out,
+    and each image gets a kind by its shape for the kind filter."""
+    folder = Path(folder)
+    paths = list_images(folder)
+    outside = [p for p in paths if not inside(p, folder)]
+    if outside:
+        log.warning("%d gallery entries point outside %s and are left out, e.g. %s", len(outside), folder, outside[0])
+        paths = [p for p in paths if inside(p, folder)]
+    gallery = encode_gallery(loaded, paths, settings, index=index)
+    gallery.kinds = np.array([image_kind(p) for p in paths], dtype=object)
+    gallery.folder = folder
+    return gallery
