@@ -88,3 +88,21 @@ def test_enhance_with_another_or_no_prompt():
     assert enhance("A white Audi.", "vehicle", " at night") == "A white Audi at night"
     assert enhance("A white Audi.", "vehicle", "") == "A white Audi."
     assert DEFAULT_VEHICLE_PROMPT == " image taken by traffic surveillance cameras"
+
+
+def test_a_small_training_set_still_routes_every_challenge_type_and_brand(tmp_path):
+    from traffic_retrieval.core.labels import Label, write_labels
+    from traffic_retrieval.core.layout import find_vocabulary
+    from traffic_retrieval.core.vocab import packaged_vocabulary
+
+    data = tmp_path / "datasets"
+    write_labels(data / "train" / "train_label.txt", [Label("a.jpg", "white Audi", "This is a white Audi"),
+                                                       Label("b.jpg", "Truck", "A Truck")])
+    vocab = find_vocabulary(data)
+    assert {"Sedan", "SUV", "Truck"} <= set(vocab.types) and "Chery" in vocab.brands
+    assert vocab.colours[0] == "white"  # the data's own words first
+    assert route(["This is a grey Chery Sedan.", "A woman aged 18-60."], vocab) == ["vehicle", "pedestrian"]
+    explicit = tmp_path / "vocab.json"
+    Vocabulary(("white",), ("Truck",), ("Audi",)).save(explicit)
+    assert find_vocabulary(data, explicit) == Vocabulary(("white",), ("Truck",), ("Audi",))  # as given
+    assert find_vocabulary(tmp_path / "nothing") == packaged_vocabulary()

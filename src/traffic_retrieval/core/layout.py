@@ -47,16 +47,22 @@ def default_out(data: Path) -> Path:
 
 
 def find_vocabulary(data: Path, vocab_path: Optional[Path] = None) -> Vocabulary:
-    """The given vocabulary, else prepare's output, else one extracted from the train labels,
-    else the packaged one (the real challenge's)."""
-    for candidate in (vocab_path, default_out(data) / "car_attribute.json"):
-        if candidate and Path(candidate).is_file():
-            return Vocabulary.load(candidate)
+    """The vocabulary that routes queries and completes labels: the given file as it is; else the
+    data's own (prepare's output, or extracted from the train labels) with the packaged challenge
+    vocabulary's missing words added, so that a small training set that never shows a type or
+    brand still routes a query naming it as a vehicle."""
+    if vocab_path:
+        return Vocabulary.load(vocab_path)
+    prepared = default_out(data) / "car_attribute.json"
     train = Layout(Path(data)).labels("train")
-    if train.is_file():
+    if prepared.is_file():
+        own = Vocabulary.load(prepared)
+    elif train.is_file():
         vehicles = [l for l in read_labels(train) if l.kind == "vehicle"]
-        return extract_vocabulary([l.attribute for l in vehicles], [l.completed for l in vehicles])
-    return packaged_vocabulary()
+        own = extract_vocabulary([l.attribute for l in vehicles], [l.completed for l in vehicles])
+    else:
+        return packaged_vocabulary()
+    return own.merged(packaged_vocabulary())
 
 
 def split_queries_and_gallery(data: Path, split: str) -> tuple[list[str], list[Path]]:

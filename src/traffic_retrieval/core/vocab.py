@@ -43,6 +43,14 @@ class Vocabulary:
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_json())
 
+    def merged(self, other: "Vocabulary") -> "Vocabulary":
+        """This vocabulary with the words of ``other`` it lacks appended (order kept)."""
+        def union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+            return a + tuple(w for w in b if w not in a)
+
+        return Vocabulary(union(self.colours, other.colours), union(self.types, other.types),
+                          union(self.brands, other.brands))
+
     def parse(self, text: str) -> Optional[Vehicle]:
         """Read "grey Chery Sedan", "white Audi", "Truck" into a Vehicle; None if not one.
 
