@@ -1,137 +1,264 @@
-"""GPU check: ViT-bigG-14 training steps (AMP, with and without gradient checkpointing) and bf16
-gallery encoding on one CUDA device; prints peak memory, samples/s and images/s.
+"""GPU check: ViT-bigG-14 through the shipped code paths on one CUDA device, as fractions of its bf16 peak.
 
-Inputs are random tensors already on the device, so the figures are the model's, not the data
-loader's. Weights are randomly initialised unless --pretrained names a tag or checkpoint (speed
-and memory do not depend on the weights). Exits 2, running nothing, where no CUDA device is.
+    bash script/gpu_check.sh [--images 2000] [--train-steps 30] [--peak-tflops 989] [--out gpu_check.json]
 
-    bash script/gpu_check.sh [--steps 5] [--batch 25] [--encode-batch 256]
+(a) gallery encoding: ``retrieval.encode.encode_images`` (infer's encoder: DataLoader workers, bf16
+    autocast) over synthetic test images, images/s on the second (warm) pass;
+(b) training: ``traffic-retrieval train`` with the bigG preset (bf16 AMP, batch 25, gradient
+    checkpointing as the memory estimate decides, then the other way), samples/s from the upstream
+    loop's log, peak memory as the entry point logs it, against the memory estimate;
+(c) augmentation: ``training.augment.augment`` over a synthetic train split, labels/s.
+Each against the analytic FLOPs of the model (forward 2 x multiply-adds of every matrix product and
+attention; training 3 x forward) and the device's dense bf16 peak, looked up from its name (datasheet
+figures) or given by --peak-tflops. Weights are randomly initialised: no weights can be downloaded on
+such a machine, and speed and memory do not depend on them. Without CUDA it says so and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from contextlib import nullcontext
-from typing import Callable
+from pathlib import Path
 
 import torch
 
-BIG_MODEL = "ViT-bigG-14"
-# FLOP bound of ViT-bigG-14 image encoding at 224 px on an H200: 0.97 TFLOP per image at 790 TFLOP/s bf16.
-ANCHOR_IMAGES_PER_S = 815.0
-AMP = {"amp": torch.float16, "amp_bf16": torch.bfloat16}
+PEAK_BF16_TFLOPS = {  # dense bf16 tensor-core peaks, vendor datasheets (SXM parts where there are two)
+    "H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+    "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 6000 Ada": 364.0,
+}
 
 
-def timed(step: Callable[[], None], warmup: int, steps: int) -> float:
-    """Seconds per step after ``warmup`` untimed steps, the device synchronised around the clock."""
-    for _ in range(warmup):
-        step()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+def peak_tflops(device_name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
 
 
-def train_check(model, loss_fn, batch: int, steps: int, warmup: int, precision: str, checkpointing: bool) -> dict:
-    """Contrastive training steps (AdamW, the upstream loop's AMP and loss) on random image-text pairs."""
+def _layer_flops(tokens: int, width: int, mlp: float) -> float:
+    """Forward FLOPs of one transformer layer: q, k, v, output and two MLP products, and attention."""
+    hidden = width * mlp
+    return 2 * tokens * (4 * width * width + 2 * width * hidden) + 4 * tokens * tokens * width
+
+
+def forward_flops(model: str) -> tuple[float, float]:
+    """(image, text) forward FLOPs of one sample of an OpenCLIP ViT, from its config."""
     import open_clip
 
-    model.train()
-    model.set_grad_checkpointing(checkpointing)
-    images = torch.randn(batch, 3, *model.visual.image_size, device="cuda")
-    texts = torch.randint(0, open_clip.get_tokenizer(BIG_MODEL).vocab_size, (batch, 77), device="cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-7, weight_decay=0.01)
-    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    autocast = torch.autocast("cuda", dtype=AMP[precision]) if precision in AMP else nullcontext()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            out = model(images, texts)
-            loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-        if scaler:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    seconds = timed(step, warmup, steps)
-    peak = torch.cuda.max_memory_allocated()
-    del optimizer, scaler
-    model.zero_grad(set_to_none=True)
-    torch.cuda.empty_cache()
-    return {"samples_per_s": batch / seconds, "peak_gib": peak / 2**30, "step_s": seconds}
+    cfg = open_clip.get_model_config(model)
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    size = v["image_size"] if isinstance(v["image_size"], int) else v["image_size"][0]
+    patches = (size // v["patch_size"]) ** 2
+    image = 2 * patches * 3 * v["patch_size"] ** 2 * v["width"]  # patch embedding
+    image += v["layers"] * _layer_flops(patches + 1, v["width"], v.get("mlp_ratio", 4.0))
+    image += 2 * v["width"] * cfg["embed_dim"]
+    ctx = t.get("context_length", 77)
+    text = t["layers"] * _layer_flops(ctx, t["width"], t.get("mlp_ratio", 4.0)) + 2 * t["width"] * cfg["embed_dim"]
+    return image, text
 
 
-@torch.inference_mode()
-def encode_check(visual, batch: int, steps: int, warmup: int) -> dict:
-    """Image encoding in bf16 (weights and activations), the gallery path on a GPU."""
-    images = torch.randn(batch, 3, *visual.image_size, device="cuda", dtype=torch.bfloat16)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    seconds = timed(lambda: visual(images), warmup, steps)
-    return {"images_per_s": batch / seconds, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+def matmul_tflops(device: str, n: int = 8192, repeats: int = 10) -> float:
+    """A bf16 matrix product's measured rate: the ceiling this machine reaches in practice."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def check_encoding(loaded, paths, batch: int, workers: int) -> dict:
+    from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images
+
+    settings = EncodeSettings(batch_size=batch, workers=workers, progress=False)
+    encode_images(loaded, paths, settings)  # cold: workers start, kernels are chosen
+    start = time.perf_counter()
+    _, ok = encode_images(loaded, paths, settings)
+    seconds = time.perf_counter() - start
+    return {"images": int(ok.sum()), "batch": batch, "workers": workers, "seconds": seconds,
+            "images_per_s": ok.sum() / seconds}
+
+
+def check_augmentation(loaded, data: Path, batch: int, workers: int) -> dict:
+    from traffic_retrieval.core.labels import read_labels
+    from traffic_retrieval.core.layout import Layout, find_vocabulary
+    from traffic_retrieval.retrieval.encode import EncodeSettings
+    from traffic_retrieval.training.augment import augment, workload
+
+    layout = Layout(data)
+    labels = read_labels(layout.labels("train"))
+    vocab = find_vocabulary(data)
+    work = workload(labels, vocab)
+    start = time.perf_counter()
+    augment(loaded, layout.labels("train"), layout.images("train"), data / "augmented.txt", vocab,
+            EncodeSettings(batch_size=batch, workers=workers))
+    seconds = time.perf_counter() - start
+    return {"labels": work.labels, "vehicle_labels": work.vehicles, "completed": work.to_complete,
+            "distinct_prompts": work.distinct_prompts, "seconds": seconds, "labels_per_s": work.labels / seconds,
+            "completed_per_s": work.to_complete / seconds}
+
+
+def check_training(model: str, csv: Path, logs: Path, name: str, batch: int, workers: int,
+                   checkpointing: bool | None) -> dict:
+    """One epoch of ``traffic-retrieval train`` over ``csv``; samples/s and peak memory from its log."""
+    flag = [] if checkpointing is None else ["--grad-checkpointing" if checkpointing else "--no-grad-checkpointing"]
+    command = [sys.executable, "-m", "traffic_retrieval.apps.cli", "train", "--train-csv", str(csv), "--model", model,
+               "--pretrained", "none", "--logs", str(logs), "--name", name, "--epochs", "1", "--batch-size", str(batch),
+               "--warmup", "5", "--workers", str(workers), *flag, "--log-every-n-steps", "1"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    log = (logs / name / "out.log").read_text() if (logs / name / "out.log").is_file() else done.stdout + done.stderr
+    rates = [float(x) for x in re.findall(r"([\d.]+)/s/gpu", log)]
+    peak = re.search(r"peak GPU memory: ([\d.]+) GiB allocated", log)
+    checkpoint = next((logs / name / "checkpoints").glob("epoch_*.pt"), None) if (logs / name).is_dir() else None
+    export = next((logs / name / "weights").glob("epoch_*.safetensors"), None) if (logs / name).is_dir() else None
+    return {
+        "exit": done.returncode, "batch": batch,
+        "grad_checkpointing": bool(re.search(r"grad_checkpointing: True", log)) or checkpointing is True,
+        "steps_logged": len(rates), "samples_per_s": statistics.median(rates[3:]) if len(rates) > 4 else None,
+        "peak_gib": float(peak.group(1)) if peak else None, "wall_s": seconds,
+        "checkpoint_gib": checkpoint.stat().st_size / 2**30 if checkpoint else None,
+        "export_gib": export.stat().st_size / 2**30 if export else None,
+        "error": None if done.returncode == 0 else (done.stderr or done.stdout)[-1500:],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=BIG_MODEL)
-    p.add_argument("--pretrained", default=None, help="OpenCLIP tag or checkpoint (default: random initialisation)")
-    p.add_argument("--batch", type=int, default=25, help="training batch (A3R: 25)")
-    p.add_argument("--steps", type=int, default=5, help="timed training steps per configuration")
+    p.add_argument("--model", default="ViT-bigG-14")
+    p.add_argument("--images", type=int, default=2000, help="synthetic gallery images to encode")
     p.add_argument("--encode-batch", type=int, default=256)
-    p.add_argument("--encode-steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--precision", choices=("amp", "amp_bf16", "fp32"), default="amp",
-                   help="training precision, as open_clip_train's --precision (A3R: amp)")
+    p.add_argument("--train-steps", type=int, default=30)
+    p.add_argument("--batch", type=int, default=25, help="training batch (A3R: 25)")
+    p.add_argument("--augment-labels", type=int, default=3000, help="synthetic train labels to augment")
+    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak (default: by name)")
+    p.add_argument("--time-limit", type=float, default=450, help="seconds; the second training run is skipped past it")
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "log")) / "gpu_check.json")
+    p.add_argument("--allow-cpu", action="store_true", help="run on the CPU (to test this script with a tiny model)")
     args = p.parse_args(argv)
 
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device found (torch.cuda.is_available() is False); nothing was run. "
-              "Run it on a machine with an NVIDIA GPU and a CUDA build of torch.", file=sys.stderr)
-        return 2
-
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        print("gpu_check: no CUDA device (torch.cuda.is_available() is False); nothing was measured. "
+              "Run it on a machine with an NVIDIA GPU and a CUDA build of torch.")
+        return 0
     import open_clip
-    from open_clip.loss import ClipLoss
 
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    print(f"device: {torch.cuda.get_device_name()}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB; "
-          f"torch {torch.__version__}, open_clip {open_clip.__version__}")
-    start = time.perf_counter()
-    model = open_clip.create_model(args.model, pretrained=args.pretrained, device="cuda", output_dict=True)
-    params = sum(x.numel() for x in model.parameters())
-    print(f"{args.model} ({args.pretrained or 'random init'}): {params / 1e9:.2f} B parameters, "
-          f"built in {time.perf_counter() - start:.1f} s")
+    from traffic_retrieval.core.images import list_images
+    from traffic_retrieval.retrieval.device import free_gpu_memory
+    from traffic_retrieval.retrieval.models import ModelSettings, load_model, register_configs
+    from traffic_retrieval.synthetic.generate import generate
+    from traffic_retrieval.training.memory import estimate_training_memory
+    from traffic_retrieval.training.prepare import prepare
 
-    loss_fn = ClipLoss()
-    for checkpointing in (False, True):
-        label = f"train {args.precision}, batch {args.batch}, grad checkpointing {'on' if checkpointing else 'off'}"
-        try:
-            r = train_check(model, loss_fn, args.batch, args.steps, args.warmup, args.precision, checkpointing)
-            print(f"{label}: {r['samples_per_s']:.1f} samples/s ({r['step_s']:.3f} s/step), "
-                  f"peak {r['peak_gib']:.1f} GiB")
-        except torch.cuda.OutOfMemoryError:
-            print(f"{label}: out of memory ({torch.cuda.max_memory_allocated() / 2**30:.1f} GiB allocated at the peak)")
-            model.zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
+    began = time.perf_counter()
+    register_configs()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    peak = args.peak_tflops or peak_tflops(name)
+    image_flops, text_flops = forward_flops(args.model)
+    result: dict = {"device": name, "model": args.model, "torch": torch.__version__, "open_clip": open_clip.__version__,
+                    "peak_bf16_tflops": peak, "forward_tflop_image": image_flops / 1e12,
+                    "forward_tflop_text": text_flops / 1e12}
+    if device == "cuda":
+        result["gpu_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
+        result["matmul_bf16_tflops"] = matmul_tflops(device)
+    print(f"device: {name}; {args.model}: {image_flops / 1e12:.3f} TFLOP an image, {text_flops / 1e12:.3f} a text; "
+          f"bf16 peak {peak} TFLOP/s (datasheet), matmul measured {result.get('matmul_bf16_tflops', 0):.0f}", flush=True)
 
-    visual = model.visual.to(torch.bfloat16).eval()
-    del model
-    torch.cuda.empty_cache()
-    r = encode_check(visual, args.encode_batch, args.encode_steps, args.warmup)
-    print(f"encode bf16, batch {args.encode_batch}: {r['images_per_s']:.1f} images/s, peak {r['peak_gib']:.1f} GiB; "
-          f"{r['images_per_s'] / ANCHOR_IMAGES_PER_S:.2f} of the {ANCHOR_IMAGES_PER_S:.0f} images/s FLOP bound "
-          f"(ViT-bigG-14, 224 px, H200)")
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+    work = Path(tempfile.mkdtemp(prefix="gpu_check-"))
+    try:
+        train_images = max(args.augment_labels, args.batch * args.train_steps)
+        generate(work / "data", train=train_images, val=0, test=args.images, seed=0, workers=args.workers, progress=False)
+        prepared = prepare(work / "data", progress=False)
+        csv = work / "train.csv"
+        lines = (prepared / "train.csv").read_text().splitlines(keepends=True)
+        csv.write_text("".join(lines[: 1 + args.batch * args.train_steps]))
+        result["setup_s"] = time.perf_counter() - began
+
+        start = time.perf_counter()
+        loaded = load_model(ModelSettings(args.model, None, device=device))
+        result["load_s"] = time.perf_counter() - start
+        enc = check_encoding(loaded, list_images(work / "data" / "test" / "test_images"), args.encode_batch, args.workers)
+        enc["fraction_of_peak"] = enc["images_per_s"] * image_flops / 1e12 / peak if peak else None
+        result["encode"] = enc
+        save()
+        print(f"(a) encoding: {enc['images_per_s']:.0f} images/s (batch {enc['batch']}, {enc['workers']} workers, "
+              f"{loaded.precision} autocast)" + (f" = {enc['fraction_of_peak']:.0%} of the bf16 peak" if peak else ""),
+              flush=True)
+        aug = check_augmentation(loaded, work / "data", args.encode_batch, args.workers)
+        aug["images_fraction_of_peak"] = aug["completed_per_s"] * image_flops / 1e12 / peak if peak else None
+        result["augment"] = aug
+        save()
+        print(f"(c) augmentation: {aug['labels']} labels ({aug['completed']} completed, {aug['distinct_prompts']} "
+              f"distinct prompts) in {aug['seconds']:.1f} s = {aug['labels_per_s']:.0f} labels/s", flush=True)
+        del loaded
+        free_gpu_memory()
+
+        result["train"] = []
+        first = None
+        for checkpointing in (None, "other"):
+            if checkpointing == "other":
+                if time.perf_counter() - began > args.time_limit - 180:
+                    print("(b) the second training run is skipped: too little time left", flush=True)
+                    break
+                checkpointing = not first["grad_checkpointing"]
+            run = check_training(args.model, csv, work / "log", f"check-{len(result['train'])}", args.batch,
+                                 min(8, args.workers), checkpointing)
+            shutil.rmtree(work / "log", ignore_errors=True)  # a bigG checkpoint is ~30 GB
+            estimate = estimate_training_memory(args.model, args.batch, run["grad_checkpointing"])
+            run["estimate_gib"] = estimate.total
+            train_flops = 3 * (image_flops + text_flops)
+            if run["samples_per_s"] and peak:
+                run["mfu"] = run["samples_per_s"] * train_flops / 1e12 / peak
+            result["train"].append(run)
+            save()
+            first = first or run
+            mfu = f" = {run['mfu']:.0%} MFU" if run.get("mfu") is not None else ""
+            print(f"(b) training, batch {args.batch}, gradient checkpointing {'on' if run['grad_checkpointing'] else 'off'}: "
+                  f"{run['samples_per_s'] or 0:.1f} samples/s{mfu}, peak {run['peak_gib']} GiB "
+                  f"(estimate {estimate.total:.1f}), checkpoint {run['checkpoint_gib'] or 0:.1f} GiB, "
+                  f"export {run['export_gib'] or 0:.2f} GiB, {run['wall_s']:.0f} s in all"
+                  + (f"\n    failed: {run['error']}" if run["error"] else ""), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        result["total_s"] = time.perf_counter() - began
+        save()
+    print(table(result))
+    print(f"-> {args.out}")
     return 0
+
+
+def table(r: dict) -> str:
+    """The results as a markdown table."""
+    rows = ["| check | rate | fraction of the bf16 peak | memory |", "|---|---|---|---|"]
+    if "encode" in r:
+        e = r["encode"]
+        rows.append(f"| (a) gallery encoding, batch {e['batch']} | {e['images_per_s']:.0f} images/s | "
+                    f"{e['fraction_of_peak'] or 0:.0%} | |")
+    for t in r.get("train", []):
+        rows.append(f"| (b) training, batch {t['batch']}, checkpointing {'on' if t['grad_checkpointing'] else 'off'} | "
+                    f"{t['samples_per_s'] or 0:.1f} samples/s | {t.get('mfu') or 0:.0%} MFU | "
+                    f"peak {t['peak_gib']} GiB (estimate {t['estimate_gib']:.1f}) |")
+    if "augment" in r:
+        a = r["augment"]
+        rows.append(f"| (c) augmentation | {a['labels_per_s']:.0f} labels/s ({a['completed_per_s']:.0f} completed/s) | "
+                    f"{a['images_fraction_of_peak'] or 0:.0%} (images alone) | |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

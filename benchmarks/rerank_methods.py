@@ -20,7 +20,7 @@ from traffic_retrieval.retrieval.encode import EncodeSettings
 from traffic_retrieval.retrieval.gallery import encode_gallery
 from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
 from traffic_retrieval.core.metrics import score
-from traffic_retrieval.retrieval.models import ModelSettings, latest_checkpoint, load_model
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.retrieval.rerank import METHODS, RerankSettings
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     for seed in args.seeds:
         root = args.work / f"seed{seed}"
         data = root / "datasets"
-        loaded = load_model(ModelSettings("TR-ViT-Tiny", str(latest_checkpoint(root / "log" / "finetune-aug"))))
+        loaded = load_model(ModelSettings("TR-ViT-Tiny", str(root / "log" / "finetune-aug")))
         queries, paths = split_queries_and_gallery(data, "test")
         gallery = encode_gallery(loaded, paths, EncodeSettings(cache_dir=root / "cache", progress=False))
         _, relevant, kinds = read_ground_truth(data / "test" / "test_ground_truth.txt")

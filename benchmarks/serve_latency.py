@@ -23,7 +23,6 @@ from traffic_retrieval.core.vocab import packaged_vocabulary
 from traffic_retrieval.retrieval.models import ModelSettings, TINY_MODEL, load_model
 from traffic_retrieval.retrieval.gallery import Gallery
 from traffic_retrieval.apps.web import create_app, running
-from traffic_retrieval.core.vocab import Vocabulary
 
 QUERIES = [
     "a red SUV", "This is a grey Chery Sedan.", "This is a white Audi.", "a blue Truck",

@@ -15,7 +15,6 @@ from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
 from traffic_retrieval.retrieval.encode import EncodeSettings
 from traffic_retrieval.retrieval.gallery import open_folder
 from traffic_retrieval.apps.web import create_app, running
-from traffic_retrieval.core.vocab import Vocabulary
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless, and quiet: no first-run, sync, update or background traffic on a closed network.

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images, encode_images_distributed, encode_images_sharded, merge_shards
 from traffic_retrieval.retrieval.models import ModelSettings, load_model
-from traffic_retrieval.training.train import TrainSettings, final_checkpoint, train
+from traffic_retrieval.training.train import TrainJob, TrainSettings, final_checkpoint, train
 
 COLOURS = ["red", "blue", "green", "yellow", "white", "black"]
 
@@ -91,11 +91,11 @@ def test_torchrun_two_processes_on_cpu_trains_with_rank0_logs(tmp_path):
     csv.write_text("filepath\ttitle\n" + "".join(f"{p}\t{t}\n" for p, t in zip(paths, titles)))
     settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, warmup=1, wd=0.1, precision="fp32", workers=0,
                              extra=["--log-every-n-steps", "1"])
-    checkpoint = train(csv, logs=tmp_path / "log", name="ddp", settings=settings, nproc=2)
+    run = train(TrainJob(csv, logs=tmp_path / "log", name="ddp", nproc=2), settings)
 
-    run = tmp_path / "log" / "ddp"
-    assert checkpoint == final_checkpoint(tmp_path / "log", "ddp", 1) and checkpoint.is_file()
+    assert run == tmp_path / "log" / "ddp" and final_checkpoint(tmp_path / "log", "ddp", 1).is_file()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_1.pt"]
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["epoch_1.safetensors"]  # rank 0 exported it
     assert [p.name for p in run.glob("out*")] == ["out.log"]  # no per-rank log file
     log = (run / "out.log").read_text()
     assert "Running in distributed mode with multiple processes" in log and "total 2" in log

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import papermill
 import pytest
+import torch
+
+from traffic_retrieval.core.labels import read_queries
+from traffic_retrieval.retrieval.models import ModelSettings, load_model
+from traffic_retrieval.synthetic.generate import generate
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.slow
@@ -29,6 +34,7 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     assert (run / "top10.png").stat().st_size > 10_000
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "checkpoints" / "epoch_1.pt").is_file()
+    assert (run / "weights" / "epoch_1.safetensors").is_file()  # the weights-only export inference reads
     assert (tmp_path / "log" / "reproduce-pretrain" / "checkpoints" / "epoch_1.pt").is_file()
     augmented = tmp_path / "data" / "datasets" / "train" / "train_label_augmented.txt"
     assert any(line.count("$") == 3 for line in augmented.read_text().splitlines())
@@ -38,4 +44,24 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     assert (review / "submission_test.json").read_text() == (run / "submission_test.json").read_text()
     assert (review / "top10.png").is_file()
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
-    assert "mAP@10 (official)" in printed
+    assert "mAP@10 (official, test split)" in printed
+
+
+def test_reproduce_in_real_data_mode_writes_the_test_submission_and_scores_val(tmp_path):
+    """The real challenge data has no test ground truth and no pretrain split, and starts from a given
+    backbone: the notebook writes the test submission (the file to upload) and scores the val split."""
+    data = tmp_path / "challenge"
+    generate(data, train=120, val=30, test=40, seed=5, workers=1, progress=False)
+    (data / "test" / "test_ground_truth.txt").unlink()
+    torch.manual_seed(0)
+    backbone = tmp_path / "backbone.pt"
+    torch.save(load_model(ModelSettings()).model.state_dict(), backbone)
+    _execute("reproduce.ipynb", tmp_path, data_root=str(data), synthetic=False, pretrained=str(backbone), epochs=1,
+             batch_size=16, workers=0, run_name="real")
+    run = tmp_path / "log" / "real"
+    test = json.loads((run / "submission_test.json").read_text())["results"]
+    assert [r["text"] for r in test] == read_queries(data / "test" / "test_text.txt")  # official order
+    assert all(len(r["image_names"]) == 10 for r in test)
+    val = json.loads((run / "submission_val.json").read_text())["results"]
+    assert len(val) == 30 and "val split" in (run / "results.md").read_text()
+    assert not (tmp_path / "log" / "real-pretrain").exists()  # the backbone was given: no stage 1

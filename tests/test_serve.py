@@ -19,7 +19,6 @@ from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
 from traffic_retrieval.retrieval.gallery import Gallery
 from traffic_retrieval.apps.web import MAX_QUERY, create_app, running
-from traffic_retrieval.core.vocab import Vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from ..retrieval.rerank import RerankSettings
 from ..synthetic.generate import generate
 from ..training import augment as aug
 from ..training.prepare import prepare
-from ..training.train import TrainSettings, default_settings, train
+from ..training.train import TrainJob, TrainSettings, default_settings, final_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,11 @@ def _settings(epochs: int, seed: int, pretrained: Optional[Path] = None) -> Trai
 
 
 def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, pretrained: Optional[Path], square_pad: bool) -> Path:
-    done = logs / name / "checkpoints" / f"epoch_{settings.epochs}.pt"
-    if done.is_file():
-        return done
-    return train(csv, TINY_MODEL, str(pretrained) if pretrained else None, logs=logs, name=name, settings=settings,
-                 resume=(logs / name).exists(), square_pad=square_pad)
+    """The run folder of a training, trained (or resumed) unless its final checkpoint is there."""
+    if final_checkpoint(logs, name, settings.epochs).is_file():
+        return logs / name
+    return train(TrainJob(csv, TINY_MODEL, str(pretrained) if pretrained else None, logs=logs, name=name,
+                          square_pad=square_pad, resume=(logs / name).exists()), settings)
 
 
 def run_seed(seed: int, root: Path, s: StudySettings) -> dict:

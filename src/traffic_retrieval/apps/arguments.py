@@ -39,7 +39,8 @@ def add_data_argument(p: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Which model (ModelSettings) and how the gallery is encoded (EncodeSettings)."""
-    p.add_argument("--model", default=TINY_MODEL, help=f"OpenCLIP model name (default {TINY_MODEL})")
+    p.add_argument("--model", default=None,
+                   help=f"OpenCLIP model name (default: the model a run folder's params.txt names, else {TINY_MODEL})")
     p.add_argument("--pretrained", default=None,
                    help="OpenCLIP tag (e.g. laion2b_s39b_b160k), checkpoint file, training run folder, or none")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")

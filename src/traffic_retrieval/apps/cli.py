@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from ..core.fileio import InputError
+from ..core.fileio import UserError
 
 # Pipeline order: name -> one line of help (the module's parser repeats it).
 COMMANDS = {
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError) as e:  # the user's input: a message, not a traceback
+    except (UserError, FileNotFoundError) as e:  # the user's input or machine: a message, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -13,7 +13,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class InputError(ValueError):
+class UserError(Exception):
+    """Something the user can fix (an input, a setting, the machine): the command line prints it as
+    one line and exits 2, never as a traceback."""
+
+
+class InputError(UserError, ValueError):
     """A defect in an input file, named by file and (where it applies) line number."""
 
     def __init__(self, path: str | Path, line: int | None, defect: str):
@@ -34,6 +39,26 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a library that writes files by name; renamed over ``path``
+    only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -9,26 +9,37 @@ that says why CUDA is missing, unless the user asks for ``--device cpu``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 from dataclasses import dataclass
 from typing import ContextManager, Optional
 
 import torch
 
+from ..core.fileio import UserError
 from .configs import is_package_config
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError, RuntimeError):
     """No device fits the request; the message says why and what to do."""
+
+
+def driver_cuda_version() -> int:
+    """The CUDA version the installed NVIDIA driver supports (12040 for 12.4), 0 without a driver;
+    asked of libcuda directly, which works where torch's CUDA cannot start."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    version = ctypes.c_int()
+    return version.value if lib.cuDriverGetVersion(ctypes.byref(version)) == 0 else 0
 
 
 def cuda_missing_reason() -> str:
     """Why ``torch.cuda.is_available()`` is False, in words a user can act on."""
     if torch.version.cuda is None:
         return "this torch build has no CUDA support (a CPU-only wheel)"
-    try:
-        driver = torch._C._cuda_getDriverVersion()
-    except Exception:  # no libcuda at all
-        driver = 0
+    driver = driver_cuda_version()
     needed = torch.version.cuda
     if not driver:
         return f"no NVIDIA GPU or driver was found (torch is built for CUDA {needed})"
@@ -64,11 +75,11 @@ def inference_precision(device: torch.device) -> str:
 
 
 def training_precision(device_type: str) -> str:
-    """open_clip_train's ``--precision``: bf16 AMP where the GPU has it, fp16 AMP otherwise, fp32 on the CPU
-    (AMP on a CPU is about 14x slower)."""
+    """open_clip_train's ``--precision``: bf16 AMP unless the visible GPU lacks bf16 (then fp16 AMP),
+    fp32 on the CPU (AMP on a CPU is about 14x slower)."""
     if device_type != "cuda":
         return "fp32"
-    return "amp_bf16" if torch.cuda.is_bf16_supported() else "amp"
+    return "amp" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "amp_bf16"
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
@@ -101,3 +112,11 @@ def place(model: str, requested: Optional[str] = None) -> Placement:
     if device.type == "cuda":
         enable_tf32()
     return Placement(device, inference_precision(device))
+
+
+def free_gpu_memory() -> None:
+    """Return this process's cached GPU memory (models no longer referenced) to the device, e.g. before
+    a training run starts in a child process."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

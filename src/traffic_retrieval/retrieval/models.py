@@ -2,22 +2,27 @@
 
 A model is chosen by an OpenCLIP name and a ``pretrained`` value: an OpenCLIP tag such as
 ``laion2b_s39b_b160k`` (downloaded on a user's machine), a local checkpoint file (an
-``open_clip_train`` ``epoch_N.pt`` or a plain state dict), or none (random initialisation).
+``open_clip_train`` ``epoch_N.pt``, a weights-only export or a plain state dict), a training run
+folder (its latest export, and its model name), or none (random initialisation). Every way a
+loading can fail on the user's side (unknown model or tag, no network, a truncated or foreign
+file, another architecture's weights) is a one-line UserError, not a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import open_clip
 import torch
 from torchvision.transforms import Compose
 
+from ..core.fileio import InputError, UserError
 from ..core.images import SquarePad, to_rgb
 from .configs import CONFIG_DIR, TINY_MODEL
 from .device import Placement, place
+from .weights import Weights, model_name, resolve_weights
 
 
 _registered = False
@@ -31,28 +36,6 @@ def register_configs() -> None:
         _registered = True
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The highest ``epoch_N.pt`` of a training run folder (``log/<run>``)."""
-    found = sorted(Path(run_dir).glob("checkpoints/epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-    if not found:
-        raise FileNotFoundError(f"no checkpoints/epoch_N.pt in run folder {run_dir}")
-    return found[-1]
-
-
-def normalise_pretrained(pretrained: Optional[str | Path]) -> Optional[str]:
-    """None for random initialisation ("", "none", None); a training run folder gives its latest
-    checkpoint; a checked path for a local file; else an OpenCLIP tag."""
-    if pretrained is None or str(pretrained).strip().lower() in ("", "none", "random"):
-        return None
-    if Path(pretrained).is_dir():
-        return str(latest_checkpoint(pretrained))
-    pretrained = str(pretrained)
-    looks_like_path = any(s in pretrained for s in ("/", "\\")) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
-    if looks_like_path and not Path(pretrained).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {pretrained}")
-    return pretrained
-
-
 def with_square_pad(transform: Compose, square_pad: bool = True) -> Compose:
     """An OpenCLIP transform with RGB conversion (and square padding) in front: the same
     function serves training, augmentation and inference."""
@@ -63,7 +46,7 @@ def with_square_pad(transform: Compose, square_pad: bool = True) -> Compose:
 class ModelSettings:
     """Which model, and how its images are prepared; ``device`` None: the policy's choice (device.py)."""
 
-    name: str = TINY_MODEL
+    name: Optional[str] = None  # None: the model a run folder names, else the tiny one
     pretrained: Optional[str] = None  # an OpenCLIP tag, a checkpoint file, a run folder, or None (random)
     square_pad: bool = True
     device: Optional[str] = None
@@ -91,15 +74,64 @@ class LoadedModel:
         return self.placement.autocast()
 
 
+def _check_known(name: str, weights: Weights) -> None:
+    if name not in open_clip.list_models():
+        raise UserError(f"unknown model {name!r}: not an OpenCLIP model name (see open_clip.list_models(); "
+                        f"the package's own: {TINY_MODEL})")
+    if weights.source and not weights.is_file and not open_clip.get_pretrained_cfg(name, weights.source):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise UserError(f"--pretrained {weights.source!r} is neither a file nor a pretrained tag of {name} "
+                        f"(its tags: {tags})")
+
+
+def _load_file(model: torch.nn.Module, path: str, name: str) -> None:
+    """Load a checkpoint or export into ``model``, naming the file and what is wrong with it."""
+    try:
+        open_clip.load_checkpoint(model, path, strict=True)
+    except RuntimeError as e:
+        text = str(e)
+        if "Error(s) in loading state_dict" in text:
+            detail = next((line.strip() for line in text.splitlines()[1:] if line.strip()), "")[:160]
+            raise InputError(path, None, f"holds weights of another model than {name} ({detail}): pass the "
+                                         f"--model that wrote it") from None
+        raise InputError(path, None, f"not a readable checkpoint, truncated or corrupt ({text[:120]})") from None
+    except Exception as e:  # pickle, zip, safetensors and key errors of a foreign file
+        raise InputError(path, None, f"not a checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+class _LoadedLater(logging.Filter):
+    """Hides OpenCLIP's "initialized randomly" warning for a model whose weights load right after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def load_model(settings: ModelSettings = ModelSettings()) -> LoadedModel:
     """Build an OpenCLIP model in eval mode, on the policy's device, with its inference transform and
-    tokenizer. Weights stay fp32; on CUDA the forward passes run under autocast (``LoadedModel.autocast``)."""
+    tokenizer. Weights stay fp32; on CUDA the forward passes run under autocast (``LoadedModel.autocast``).
+    The model is built directly on its device (ViT-bigG-14 never takes a 10 GB detour through the CPU)."""
     register_configs()
-    placement = place(settings.name, settings.device)
-    pretrained = normalise_pretrained(settings.pretrained)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        settings.name, pretrained=pretrained, device=placement.device, precision="fp32"
-    )
+    weights = resolve_weights(settings.pretrained)
+    name = model_name(settings.name, weights, TINY_MODEL)
+    _check_known(name, weights)
+    placement = place(name, settings.device)
+    tag = None if weights.is_file else weights.source
+    quiet = _LoadedLater()
+    if weights.is_file:
+        logging.getLogger().addFilter(quiet)
+    try:
+        with torch.device(placement.device):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=tag, device=placement.device, precision="fp32")
+    except RuntimeError as e:
+        if tag and "Failed to download" in str(e):
+            raise UserError(f"could not download the {tag} weights of {name} (no network?): download them where "
+                            f"there is a network and pass the file as --pretrained") from None
+        raise
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    if weights.is_file:
+        _load_file(model, weights.source, name)
     model.eval()
-    return LoadedModel(settings.name, pretrained, model, with_square_pad(preprocess, settings.square_pad),
-                       open_clip.get_tokenizer(settings.name), placement, settings.square_pad)
+    return LoadedModel(name, weights.source, model, with_square_pad(preprocess, settings.square_pad),
+                       open_clip.get_tokenizer(name), placement, settings.square_pad)

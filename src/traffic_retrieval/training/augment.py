@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,8 +30,10 @@ from ..core.fileio import InputError, atomic_write_text, read_text_lines
 from ..core.images import unreadable_summary
 from ..core.labels import Label, format_labels, read_labels
 from ..core.vocab import Vocabulary
+from ..core.layout import Layout
+from ..retrieval.device import free_gpu_memory
 from ..retrieval.encode import EncodeSettings, encode_images, encode_texts
-from ..retrieval.models import LoadedModel
+from ..retrieval.models import LoadedModel, ModelSettings, load_model
 from ..retrieval.store import weights_digest
 
 
@@ -104,6 +108,43 @@ def _run_key(loaded: LoadedModel, label_file: Path, complete_brand: bool, strict
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What completing a label file costs: one image per label to complete, one text per distinct prompt."""
+
+    labels: int
+    vehicles: int
+    to_complete: int
+    prompts: int  # candidate prompts, summed over the labels to complete
+    distinct_prompts: int
+
+    def describe(self) -> str:
+        return (f"{self.to_complete:,} of {self.vehicles:,} vehicle labels to complete ({self.labels:,} labels), "
+                f"{self.prompts:,} candidate prompts ({self.distinct_prompts:,} distinct): "
+                f"{self.to_complete:,} images and {self.distinct_prompts:,} texts to encode")
+
+
+def workload(labels: Sequence[Label], vocab: Vocabulary, complete_brand: bool = False) -> Workload:
+    todo = [need for need in (needs_completion(l, vocab) for l in labels) if need is not None]
+    prompts = [vehicle_caption(v, style) for style, vehicle in todo for v in candidates(vehicle, vocab, complete_brand)]
+    return Workload(len(labels), sum(l.kind == "vehicle" for l in labels), len(todo), len(prompts),
+                    len(set(prompts)))
+
+
+def estimate_seconds(loaded: LoadedModel, work: Workload, sample_images: Sequence[Path], sample_prompts: Sequence[str],
+                     encode: EncodeSettings) -> float:
+    """Seconds the work should take, from timing one batch of images and one batch of prompts."""
+    images = list(sample_images)[:encode.batch_size]
+    texts = list(dict.fromkeys(sample_prompts))[:256]
+    start = time.perf_counter()
+    encode_images(loaded, images, EncodeSettings(batch_size=encode.batch_size, workers=0, progress=False))
+    per_image = (time.perf_counter() - start) / max(len(images), 1)
+    start = time.perf_counter()
+    encode_texts(loaded, texts)
+    per_text = (time.perf_counter() - start) / max(len(texts), 1)
+    return work.to_complete * per_image + work.distinct_prompts * per_text
+
+
 def augment(
     loaded: LoadedModel, label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary,
     encode: EncodeSettings = EncodeSettings(), complete_brand: bool = False,
@@ -118,6 +159,15 @@ def augment(
         except ValueError as e:
             raise InputError(label_file, number, str(e)) from None
     parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand, encode.strict)}")
+    if encode.progress and not parts.exists():
+        work = workload(labels, vocab, complete_brand)
+        print(f"augment: {work.describe()}", flush=True)
+        todo = [(l, need) for l in labels if (need := needs_completion(l, vocab))]
+        if todo:
+            sample = [vehicle_caption(v, style) for _, (style, vehicle) in todo[:64] for v in candidates(vehicle, vocab)]
+            seconds = estimate_seconds(loaded, work, [image_dir / l.image for l, _ in todo[:encode.batch_size]],
+                                       sample, encode)
+            print(f"augment: about {seconds / 60:.1f} min on {loaded.device.type} ({loaded.precision})", flush=True)
     parts.mkdir(parents=True, exist_ok=True)
     texts = TextCache(loaded)
     done: list[Label] = []
@@ -131,6 +181,19 @@ def augment(
     atomic_write_text(out, format_labels(done))
     shutil.rmtree(parts, ignore_errors=True)
     return done
+
+
+def augment_split(model: ModelSettings, data: Path, split: str, out: Path, vocab: Vocabulary,
+                  encode: EncodeSettings = EncodeSettings(), complete_brand: bool = False) -> list[Label]:
+    """``augment`` a split of the challenge layout with a model loaded for it, and released afterwards
+    (its GPU memory back to the device before training starts)."""
+    layout = Layout(Path(data))
+    loaded = load_model(model)
+    try:
+        return augment(loaded, layout.labels(split), layout.images(split), out, vocab, encode, complete_brand)
+    finally:
+        del loaded
+        free_gpu_memory()
 
 
 def unreadable(labels: Sequence[Label], done: Sequence[Label], image_dir: Path, vocab: Vocabulary) -> Optional[str]:

@@ -32,7 +32,7 @@ from ..core.images import unreadable_summary, why_unreadable
 from ..core.labels import Label, read_labels, read_queries, write_labels
 from ..core.layout import Layout, default_out
 from ..core.routing import route
-from ..core.vocab import Vocabulary, extract_vocabulary
+from ..core.vocab import Vocabulary, extract_vocabulary, packaged_vocabulary
 
 
 def training_caption(label: Label, vocab: Vocabulary) -> str:
@@ -106,15 +106,16 @@ def prepare(
     splits = {split: read_labels(path) for split, path in files.items()}
     queries = read_queries(layout.queries) if layout.queries.exists() else None
     if vocab_path:
-        vocab = Vocabulary.load(vocab_path)
+        vocab = words = Vocabulary.load(vocab_path)
     else:
         vehicles = [l for l in splits["train"] if l.kind == "vehicle"]
         vocab = extract_vocabulary([l.attribute for l in vehicles], [l.completed for l in vehicles])
+        words = vocab.merged(packaged_vocabulary())  # as find_vocabulary gives augment and infer
     csvs = {}
     for split, labels in splits.items():
         readable = readable_labels(labels, layout.images(split), f"{split} images", strict, progress)
         try:
-            csvs[split] = openclip_csv(readable, layout.images(split), vocab)
+            csvs[split] = openclip_csv(readable, layout.images(split), words)
         except ValueError as e:
             raise InputError(files[split], None, str(e)) from None
     if not vocab_path:
@@ -124,7 +125,7 @@ def prepare(
         for kind in ("vehicle", "pedestrian"):
             write_labels(prepared / f"{split}_{kind}_label.txt", [l for l in labels if l.kind == kind])
     if queries is not None:
-        kinds = route(queries, vocab)
+        kinds = route(queries, words)
         atomic_write_text(prepared / "test_kinds.txt", "".join(k + "\n" for k in kinds))
         for kind in ("vehicle", "pedestrian"):
             atomic_write_text(

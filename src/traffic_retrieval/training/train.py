@@ -1,13 +1,29 @@
 """train: fine-tune with the upstream OpenCLIP training loop (``open_clip_train``).
 
-Writes ``LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt, tensorboard/}``. The upstream
-loop exits 0 without training when NAME already exists; here that is an error unless
+Writes ``LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt, weights/epoch_N.safetensors,
+tensorboard/}``: only the latest full checkpoint (for ``--resume``) is kept, and a weights-only
+export of every epoch (for inference, and to pick an epoch as the seed picked epoch 5 of 5). The
+upstream loop exits 0 without training when NAME already exists; here that is an error unless
 ``--resume`` asks to continue the run, and a run that leaves no final checkpoint fails.
+
+``plan`` turns a job and its settings into the exact command line, by these rules:
+
+- device: the policy of retrieval/device.py (CUDA when present; a large model without CUDA is an
+  error unless ``--device cpu``); precision: bf16 AMP where the GPU has bf16, fp16 AMP otherwise,
+  fp32 on the CPU (AMP on a CPU is about 14x slower);
+- ``--nproc N`` keeps the seed's schedule in samples: the batch stays per process (25 for the seed),
+  so a step sees N times the samples and the warmup is divided by N (10,000 steps on one GPU, 1,250
+  on eight); the learning rate stays; the loss is computed locally with gathered features
+  (``--local-loss --gather-with-grad``), as OpenCLIP recommends for several GPUs;
+- gradient checkpointing is on when the memory estimate (training/memory.py) exceeds 85% of the
+  GPU's memory; it trades about a third more compute for most of the activation memory.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +32,13 @@ from typing import Optional
 
 import torch
 
-from ..retrieval.models import TINY_MODEL, normalise_pretrained
+from ..retrieval.configs import TINY_MODEL, is_package_config
+from ..retrieval.device import choose_device, free_gpu_memory, training_precision
+from ..retrieval.weights import normalise_pretrained
+from .memory import GIB, MemoryEstimate, estimate_training_memory
+
+MEMORY_HEADROOM = 0.85  # share of the GPU's memory a run may plan to use
+ASSUMED_GPU_GIB = 80.0  # what --dry-run plans for where no GPU is visible
 
 
 class TrainingError(RuntimeError):
@@ -28,24 +50,24 @@ class TrainSettings:
     """Hyper-parameters passed to open_clip_train. ``SEED_SETTINGS`` are the A3R ones."""
 
     epochs: int = 5
-    batch_size: int = 25
+    batch_size: int = 25  # per process
     lr: float = 4e-7
-    warmup: int = 10000
+    warmup: int = 10000  # steps, for one process (divided by --nproc)
     wd: float = 0.01
-    precision: str = "amp"
+    precision: Optional[str] = None  # None: the device policy (amp_bf16 / amp on a GPU, fp32 on a CPU)
     lr_scheduler: str = "cosine"
     workers: int = 2
     seed: int = 0
-    extra: list[str] = field(default_factory=list)
+    grad_checkpointing: Optional[bool] = None  # None: when the memory estimate needs it
+    extra: list[str] = field(default_factory=list)  # more open_clip_train options, passed as they are
 
 
-SEED_SETTINGS = TrainSettings()  # ViT-bigG-14 on the real data, GPU (the seed's best run: epoch 5)
-# The tiny model learns from scratch on the synthetic data on CPU: a normal CLIP learning rate,
-# a short warmup and fp32 (AMP on CPU is about 14x slower); only the latest epoch is kept on disk.
-TINY_SETTINGS = TrainSettings(epochs=6, batch_size=64, lr=1e-3, warmup=50, wd=0.1, precision="fp32",
-                              extra=["--delete-previous-checkpoint"])
+SEED_SETTINGS = TrainSettings(workers=8)  # ViT-bigG-14 on the real data, GPU (the seed's best run: epoch 5)
+# The tiny model learns from scratch on the synthetic data on CPU: a normal CLIP learning rate and a
+# short warmup.
+TINY_SETTINGS = TrainSettings(epochs=6, batch_size=64, lr=1e-3, warmup=50, wd=0.1)
 # Fine-tuning it (stage 2) uses a smaller learning rate, as the seed did, so as not to forget stage 1.
-TINY_FINETUNE_SETTINGS = replace(TINY_SETTINGS, lr=3e-4, extra=list(TINY_SETTINGS.extra))
+TINY_FINETUNE_SETTINGS = replace(TINY_SETTINGS, lr=3e-4)
 
 
 def default_settings(model: str, pretrained: Optional[str] = None) -> TrainSettings:
@@ -54,37 +76,125 @@ def default_settings(model: str, pretrained: Optional[str] = None) -> TrainSetti
         preset = TINY_FINETUNE_SETTINGS if pretrained else TINY_SETTINGS
     else:
         preset = SEED_SETTINGS
-    settings = TrainSettings(**asdict(preset))
-    if not torch.cuda.is_available():
-        settings.precision = "fp32"
-    return settings
+    return TrainSettings(**{**asdict(preset), "extra": list(preset.extra)})
 
 
-def upstream_args(
-    train_csv: Path, val_csv: Optional[Path], model: str, pretrained: Optional[str],
-    logs: Path, name: str, settings: TrainSettings, resume: bool = False, square_pad: bool = True,
-) -> list[str]:
-    """The open_clip_train command line (plus ``--no-square-pad``, read by train_entry)."""
-    s = settings
+@dataclass(frozen=True)
+class TrainJob:
+    """What to train, from what, where the run goes and on what hardware."""
+
+    train_csv: Path
+    model: str = TINY_MODEL
+    pretrained: Optional[str] = None  # a tag, a checkpoint file, a run folder, or None (from scratch)
+    val_csv: Optional[Path] = None
+    logs: Path = Path("log")
+    name: str = "run"
+    square_pad: bool = True
+    nproc: int = 1
+    device: Optional[str] = None  # None: the device policy
+    resume: bool = False
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.logs) / self.name
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The command that will run, the settings after the rules, and why."""
+
+    command: list[str]
+    env: dict
+    settings: TrainSettings
+    device: str
+    estimate: Optional[MemoryEstimate]
+    gpu_gib: Optional[float]
+    notes: list[str]
+
+    def describe(self) -> str:
+        lines = ["command:", "  " + shlex.join(self.command)]
+        if self.estimate is not None:
+            lines += [f"memory estimate per GPU ({self.estimate.parameters / 1e9:.2f} B parameters, batch "
+                      f"{self.settings.batch_size}, gradient checkpointing "
+                      f"{'on' if self.settings.grad_checkpointing else 'off'}; GPU {self.gpu_gib:.0f} GiB):",
+                      self.estimate.table()]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def _gpu_gib() -> Optional[float]:
+    return torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else None
+
+
+def plan(job: TrainJob, settings: TrainSettings, dry_run: bool = False) -> TrainPlan:
+    """Apply the rules of the module doc and build the command line (``dry_run``: plan for a GPU of
+    ASSUMED_GPU_GIB where none is visible, instead of failing)."""
+    notes: list[str] = []
+    pretrained = normalise_pretrained(job.pretrained)
+    if dry_run and not torch.cuda.is_available() and not is_package_config(job.model) and job.device is None:
+        device = "cuda"
+        notes.append(f"no GPU visible here: planned for a CUDA GPU of {ASSUMED_GPU_GIB:.0f} GiB")
+    else:
+        device = choose_device(job.model, job.device).type
+    s = replace(settings, extra=list(settings.extra))
+    s.precision = s.precision or training_precision(device)
+    if job.nproc > 1:
+        warmup = math.ceil(settings.warmup / job.nproc)
+        notes.append(f"--nproc {job.nproc}: batch {s.batch_size} per process ({s.batch_size * job.nproc} a step), "
+                     f"warmup {settings.warmup} -> {warmup} steps (the seed's schedule in samples), "
+                     "local loss with gathered features")
+        s.warmup = warmup
+    estimate, gpu_gib = None, None
+    if device == "cuda":
+        gpu_gib = _gpu_gib() or ASSUMED_GPU_GIB
+        autocast = s.precision.startswith("amp")
+        if s.grad_checkpointing is None:
+            without = estimate_training_memory(job.model, s.batch_size, False, job.nproc, autocast)
+            s.grad_checkpointing = without.total > MEMORY_HEADROOM * gpu_gib
+            if s.grad_checkpointing:
+                notes.append(f"gradient checkpointing on: {without.total:.0f} GiB estimated without it, over "
+                             f"{MEMORY_HEADROOM:.0%} of {gpu_gib:.0f} GiB (it costs about a third more compute)")
+        estimate = estimate_training_memory(job.model, s.batch_size, bool(s.grad_checkpointing), job.nproc, autocast)
+        if estimate.total > gpu_gib:
+            notes.append(f"warning: {estimate.total:.0f} GiB estimated for a {gpu_gib:.0f} GiB GPU: lower --batch-size")
+    args = upstream_args(job, s, pretrained, device)
+    launcher = [sys.executable]
+    if job.nproc > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={job.nproc}"]
+    # "--" ends torchrun's options: its parser would take the loop's --logs for its own --logs-specs
+    entry = ["-m", "traffic_retrieval.training.entry", *(["--"] if job.nproc > 1 else [])]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if job.nproc > 1 and device == "cpu":
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // job.nproc)))
+    return TrainPlan([*launcher, *entry, *args], env, s, device, estimate, gpu_gib, notes)
+
+
+def upstream_args(job: TrainJob, s: TrainSettings, pretrained: Optional[str], device: str) -> list[str]:
+    """The open_clip_train command line (plus ``--no-square-pad``, read by training/entry.py)."""
     args = [
-        "--dataset-type", "csv", "--train-data", str(train_csv), "--csv-separator", "\t",
+        "--dataset-type", "csv", "--train-data", str(job.train_csv), "--csv-separator", "\t",
         "--csv-img-key", "filepath", "--csv-caption-key", "title",
-        "--model", model, "--logs", str(logs), "--name", name,
+        "--model", job.model, "--logs", str(job.logs), "--name", job.name,
         "--epochs", str(s.epochs), "--batch-size", str(s.batch_size), "--lr", str(s.lr),
-        "--warmup", str(s.warmup), "--wd", str(s.wd), "--precision", s.precision,
+        "--warmup", str(s.warmup), "--wd", str(s.wd), "--precision", str(s.precision),
         "--lr-scheduler", s.lr_scheduler, "--workers", str(s.workers), "--seed", str(s.seed),
-        "--save-frequency", "1", "--report-to", "tensorboard", "--log-every-n-steps", "10",
-        "--zeroshot-frequency", "0",
+        "--save-frequency", "1", "--delete-previous-checkpoint", "--report-to", "tensorboard",
+        "--log-every-n-steps", "10", "--zeroshot-frequency", "0",
     ]
-    if val_csv:
-        args += ["--val-data", str(val_csv), "--val-frequency", "1"]
+    if job.val_csv:
+        args += ["--val-data", str(job.val_csv), "--val-frequency", "1"]
     if pretrained:
         args += ["--pretrained", str(pretrained)]
-    if not torch.cuda.is_available():
+    if device == "cpu":
         args += ["--device", "cpu"]
-    if resume:
+    if s.grad_checkpointing:
+        args.append("--grad-checkpointing")
+    if job.nproc > 1:
+        args += ["--local-loss", "--gather-with-grad"]
+        if device == "cpu":
+            args += ["--dist-backend", "gloo"]
+    if job.resume:
         args += ["--resume", "latest"]
-    if not square_pad:
+    if not job.square_pad:
         args.append("--no-square-pad")
     return args + list(s.extra)
 
@@ -93,29 +203,18 @@ def final_checkpoint(logs: Path, name: str, epochs: int) -> Path:
     return Path(logs) / name / "checkpoints" / f"epoch_{epochs}.pt"
 
 
-def train(
-    train_csv: Path, model: str = TINY_MODEL, pretrained: Optional[str] = None,
-    val_csv: Optional[Path] = None, logs: Path = Path("log"), name: str = "run",
-    settings: Optional[TrainSettings] = None, resume: bool = False, square_pad: bool = True, nproc: int = 1,
-) -> Path:
-    """Run the upstream loop in a child process (``torchrun`` when nproc > 1); return the final checkpoint."""
-    pretrained = normalise_pretrained(pretrained)  # "none", a run folder, a file or a tag
-    settings = settings or default_settings(model, pretrained)
-    run_dir = Path(logs) / name
-    if run_dir.exists() and not resume:
-        raise TrainingError(f"run {run_dir} already exists: pass --resume to continue it or choose another --name")
-    args = upstream_args(train_csv, val_csv, model, pretrained, logs, name, settings, resume, square_pad)
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if nproc > 1 and not torch.cuda.is_available():
-        args += ["--dist-backend", "gloo"]
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    # "--" ends torchrun's options: its parser would take the loop's --logs for its own --logs-specs
-    entry = ["-m", "traffic_retrieval.training.entry", *(["--"] if nproc > 1 else [])]
-    code = subprocess.call([*launcher, *entry, *args], env=env)
-    checkpoint = final_checkpoint(logs, name, settings.epochs)
+def train(job: TrainJob, settings: Optional[TrainSettings] = None) -> Path:
+    """Run the upstream loop in a child process (``torchrun`` when nproc > 1); return the run folder,
+    which ``--pretrained`` accepts (its latest weights and its model name)."""
+    settings = settings or default_settings(job.model, normalise_pretrained(job.pretrained))
+    if job.run_dir.exists() and not job.resume:
+        raise TrainingError(f"run {job.run_dir} already exists: pass --resume to continue it or choose another --name")
+    p = plan(job, settings)
+    free_gpu_memory()  # a notebook kernel may still cache the augmentation model's memory
+    code = subprocess.call(p.command, env=p.env)
+    checkpoint = final_checkpoint(job.logs, job.name, settings.epochs)
     if code != 0:
-        raise TrainingError(f"open_clip_train exited with code {code}; see {run_dir / 'out.log'}")
+        raise TrainingError(f"open_clip_train exited with code {code}; see {job.run_dir / 'out.log'}")
     if not checkpoint.is_file():
         raise TrainingError(f"open_clip_train exited without writing {checkpoint}: the run did not train")
-    return checkpoint
+    return job.run_dir

@@ -12,15 +12,12 @@ from ..arguments import add_data_argument, add_model_arguments, encode_settings,
 def run(a: argparse.Namespace) -> int:
     from ...core.labels import read_labels
     from ...core.layout import Layout, find_vocabulary
-    from ...retrieval.models import load_model
-    from ...training.augment import augment, augmented_path, unreadable
+    from ...training.augment import augment_split, augmented_path, unreadable
 
     layout = Layout(a.data)
     out = a.out or augmented_path(a.data, a.split)
     vocab = find_vocabulary(a.data, a.vocab)
-    loaded = load_model(model_settings(a))
-    done = augment(loaded, layout.labels(a.split), layout.images(a.split), out, vocab, encode_settings(a),
-                   a.complete_brand)
+    done = augment_split(model_settings(a), a.data, a.split, out, vocab, encode_settings(a), a.complete_brand)
     summary = unreadable(read_labels(layout.labels(a.split)), done, layout.images(a.split), vocab)
     if summary:
         print(f"{summary} (their labels keep three fields)", file=sys.stderr)
