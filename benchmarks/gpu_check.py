@@ -76,6 +76,33 @@ def matmul_tflops(device: str, n: int = 8192, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e12
 
 
+@torch.inference_mode()
+def model_ceiling(loaded, batch: int, steps: int = 10) -> dict:
+    """Images/s of the image tower alone on random tensors already on the device: the shipped autocast
+    over fp32 weights, and the same with the weights cast to bf16 once (what the data path cannot beat)."""
+    import copy
+
+    x = torch.randn(batch, 3, *loaded.model.visual.image_size, device=loaded.device)
+    sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
+
+    def rate(visual) -> float:
+        with loaded.autocast():
+            for _ in range(3):
+                visual(x)
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                visual(x)
+            sync()
+        return batch * steps / (time.perf_counter() - start)
+
+    shipped = rate(loaded.model.visual)
+    half = copy.deepcopy(loaded.model.visual).to(torch.bfloat16)
+    bf16_weights = rate(half)
+    del half
+    return {"batch": batch, "autocast_fp32_weights_images_per_s": shipped, "autocast_bf16_weights_images_per_s": bf16_weights}
+
+
 def check_encoding(loaded, paths, batch: int, workers: int) -> dict:
     from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images
 
@@ -146,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=450, help="seconds; the second training run is skipped past it")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "log")) / "gpu_check.json")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU (to test this script with a tiny model)")
+    p.add_argument("--skip-train", action="store_true", help="measure encoding and augmentation only")
+    p.add_argument("--ceiling", action="store_true", help="also time the image tower alone on random tensors")
     args = p.parse_args(argv)
 
     if not torch.cuda.is_available() and not args.allow_cpu:
@@ -196,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         enc = check_encoding(loaded, list_images(work / "data" / "test" / "test_images"), args.encode_batch, args.workers)
         enc["fraction_of_peak"] = enc["images_per_s"] * image_flops / 1e12 / peak if peak else None
         result["encode"] = enc
+        if args.ceiling:
+            ceiling = model_ceiling(loaded, args.encode_batch)
+            for key in ("autocast_fp32_weights_images_per_s", "autocast_bf16_weights_images_per_s"):
+                ceiling[key.replace("images_per_s", "fraction_of_peak")] = (ceiling[key] * image_flops / 1e12 / peak
+                                                                             if peak else None)
+            result["ceiling"] = ceiling
+            print(f"    the image tower alone: {ceiling['autocast_fp32_weights_images_per_s']:.0f} images/s "
+                  f"(fp32 weights, autocast), {ceiling['autocast_bf16_weights_images_per_s']:.0f} (bf16 weights)",
+                  flush=True)
         save()
         print(f"(a) encoding: {enc['images_per_s']:.0f} images/s (batch {enc['batch']}, {enc['workers']} workers, "
               f"{loaded.precision} autocast)" + (f" = {enc['fraction_of_peak']:.0%} of the bf16 peak" if peak else ""),
@@ -211,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result["train"] = []
         first = None
-        for checkpointing in (None, "other"):
+        for checkpointing in () if args.skip_train else (None, "other"):
             if checkpointing == "other":
                 if time.perf_counter() - began > args.time_limit - 180:
                     print("(b) the second training run is skipped: too little time left", flush=True)
