@@ -85,7 +85,7 @@ def model_ceiling(loaded, batch: int, steps: int = 10) -> dict:
     x = torch.randn(batch, 3, *loaded.model.visual.image_size, device=loaded.device)
     sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
 
-    def rate(visual) -> float:
+    def rate(visual, x: torch.Tensor) -> float:
         with loaded.autocast():
             for _ in range(3):
                 visual(x)
@@ -96,9 +96,9 @@ def model_ceiling(loaded, batch: int, steps: int = 10) -> dict:
             sync()
         return batch * steps / (time.perf_counter() - start)
 
-    shipped = rate(loaded.model.visual)
+    shipped = rate(loaded.model.visual, x)
     half = copy.deepcopy(loaded.model.visual).to(torch.bfloat16)
-    bf16_weights = rate(half)
+    bf16_weights = rate(half, x.to(torch.bfloat16))
     del half
     return {"batch": batch, "autocast_fp32_weights_images_per_s": shipped, "autocast_bf16_weights_images_per_s": bf16_weights}
 
