@@ -146,14 +146,15 @@ def check_training(model: str, csv: Path, logs: Path, name: str, batch: int, wor
     seconds = time.perf_counter() - start
     log = (logs / name / "out.log").read_text() if (logs / name / "out.log").is_file() else done.stdout + done.stderr
     rates = [float(x) for x in re.findall(r"([\d.]+)/s/gpu", log)]
-    peak = re.search(r"peak GPU memory: ([\d.]+) GiB allocated", log)
+    peak = re.search(r"peak GPU memory: ([\d.]+) GiB allocated, ([\d.]+) GiB reserved", log)
     checkpoint = next((logs / name / "checkpoints").glob("epoch_*.pt"), None) if (logs / name).is_dir() else None
     export = next((logs / name / "weights").glob("epoch_*.safetensors"), None) if (logs / name).is_dir() else None
     return {
         "exit": done.returncode, "batch": batch,
         "grad_checkpointing": bool(re.search(r"grad_checkpointing: True", log)) or checkpointing is True,
         "steps_logged": len(rates), "samples_per_s": statistics.median(rates[3:]) if len(rates) > 4 else None,
-        "peak_gib": float(peak.group(1)) if peak else None, "wall_s": seconds,
+        "peak_gib": float(peak.group(1)) if peak else None, "reserved_gib": float(peak.group(2)) if peak else None,
+        "wall_s": seconds,
         "checkpoint_gib": checkpoint.stat().st_size / 2**30 if checkpoint else None,
         "export_gib": export.stat().st_size / 2**30 if export else None,
         "error": None if done.returncode == 0 else (done.stderr or done.stdout)[-1500:],

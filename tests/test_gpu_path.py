@@ -197,9 +197,18 @@ def test_vit_bigg_on_the_meta_device():
 
 def test_memory_estimate_of_the_seed_configuration():
     one = estimate_training_memory(BIG, 25, checkpointing=False)
-    assert 55 < one.total < 70  # 38 GiB of weights, gradients and moments, 5 of autocast copies, ~21 of activations
-    assert estimate_training_memory(BIG, 25, checkpointing=True).activations < 0.2 * one.activations
+    assert 55 < one.total < 70  # 38 GiB of weights, gradients and moments, 5 of autocast copies, ~15 of activations
+    assert estimate_training_memory(BIG, 25, checkpointing=True).activations < 0.4 * one.activations
     assert estimate_training_memory(BIG, 25, False, nproc=8).total - one.total == pytest.approx(4 * one.parameters / 2**30)
+
+
+def test_memory_estimate_is_within_10_percent_of_the_measured_h200_peaks():
+    import json
+
+    measured = json.loads((Path(__file__).resolve().parents[1] / "docs" / "gpu" / "gpu_check-h200-run1.json").read_text())
+    for run in measured["train"]:
+        estimate = estimate_training_memory(BIG, run["batch"], run["grad_checkpointing"]).total
+        assert estimate == pytest.approx(run["peak_gib"], rel=0.1), run
 
 
 # ------------------------------------------------------------------ the bigG training preset

@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for opt, typ in OVERRIDES:
         p.add_argument(f"--{opt}", type=typ, default=None, help="default: the model's preset")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on when the memory estimate exceeds 85%% of the GPU's memory")
+                   help="default: on when the memory estimate exceeds 80%% of the GPU's memory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its latest checkpoint")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false")
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, DDP; gloo on CPU)")
