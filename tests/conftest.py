@@ -1,7 +1,13 @@
-"""Shared fixtures: the reference label text of the real challenge, read in place (never copied)."""
+"""Shared fixtures: the reference label text of the real challenge, read in place (never copied).
+
+``../shared/data`` lives outside the repository: a test that reads it skips where it is absent, but
+fails under CI (``CI`` set, as .ci/run sets it), where it is always there, so that a moved or
+renamed file cannot turn those tests into silent skips.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,9 +15,24 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def _absent(what: Path) -> None:
+    message = f"reference data {what} is absent (it lives outside the repository)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; under CI it must be there")
+    pytest.skip(message)
+
+
+def shared_file(name: str) -> Path:
+    """A file of ``../shared/data``: skips where absent, fails under CI."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        _absent(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` beside the repository; skips the test when it is absent."""
+    """``../shared/data`` beside the repository: skips where absent, fails under CI."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
+        _absent(SHARED_DATA)
     return SHARED_DATA

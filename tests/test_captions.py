@@ -1,5 +1,4 @@
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -16,14 +15,7 @@ from traffic_retrieval.core.captions import (
 )
 from traffic_retrieval.core.vocab import Vocabulary
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _data(name: str) -> Path:
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent")
-    return path
+from conftest import shared_file as _data  # noqa: E402 (tests/ is on sys.path under pytest)
 
 
 VOCAB = Vocabulary(

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,7 @@ from traffic_retrieval.core.vocab import Vocabulary, packaged_vocabulary
 from traffic_retrieval.core.fileio import InputError
 from traffic_retrieval.core.submission import write_submission
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import shared_file  # noqa: E402 (tests/ is on sys.path under pytest)
 KEYS = {"map_official", "map_strict", "recall@1", "recall@5", "recall@10", "queries", "per_kind"}
 F = "0,0,1,0,1,0,0,0,1,0,0,0,0,0,1,0,0,0,0,0,0"  # a female pedestrian, 18-60, facing the camera
 M = "1,0,1,0,0,1,0,0,0,0,1,0,1,0,0,0,0,0,0,0,0"
@@ -71,9 +70,7 @@ def test_ground_truth_defects_name_file_and_line(tmp_path, text, match):
 
 
 def test_real_label_lines_are_read_as_label_format(tmp_path):
-    source = DATA / "real_vehicle_labels_train.txt"
-    if not source.exists():
-        pytest.skip(f"reference data absent: {source}")
+    source = shared_file("real_vehicle_labels_train.txt")
     lines = source.read_text(encoding="utf-8").splitlines()[:200]
     queries, relevant, kinds = read_ground_truth(write(tmp_path, "labels.txt", "\n".join(lines)))
     assert queries == [line.split("$")[2] for line in lines]
@@ -82,12 +79,10 @@ def test_real_label_lines_are_read_as_label_format(tmp_path):
 
 
 def test_real_captions_are_routed_to_their_kind_by_the_packaged_vocabulary():
-    source = DATA / "real_pedestrian_captions.txt"
-    if not source.exists():
-        pytest.skip(f"reference data absent: {source}")
+    source = shared_file("real_pedestrian_captions.txt")
     captions = source.read_text(encoding="utf-8").splitlines()
     assert set(route([c for c in captions if c.strip()], packaged_vocabulary())) == {"pedestrian"}
-    vehicle_captions = [line.split("$")[2] for line in (DATA / "real_vehicle_labels_train.txt").read_text().splitlines()]
+    vehicle_captions = [line.split("$")[2] for line in shared_file("real_vehicle_labels_train.txt").read_text().splitlines()]
     assert set(route(vehicle_captions, packaged_vocabulary())) == {"vehicle"}
 
 

@@ -21,7 +21,7 @@ from traffic_retrieval.core.vocab import extract_vocabulary, packaged_vocabulary
 from traffic_retrieval.synthetic.pedestrians import PEDESTRIAN_ASPECT, render_pedestrian
 from traffic_retrieval.synthetic.vehicles import VEHICLE_ASPECT, emblem_code, render_vehicle
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import shared_file  # noqa: E402 (tests/ is on sys.path under pytest)
 SIZES = {"train": 100, "val": 20, "test": 60, "pretrain": 30}  # 210 images: enough to use the worker pool
 VOCAB = packaged_vocabulary()
 
@@ -42,10 +42,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives outside the repository)")
-    return path
+    return shared_file(name)
 
 
 def test_layout(dataset):

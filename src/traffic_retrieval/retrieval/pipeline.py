@@ -138,4 +138,8 @@ def infer(
     summary = unreadable_summary(paths, gallery.ok, "gallery images")
     if summary:
         print(f"{summary} (never ranked)", file=sys.stderr)
+    readable = int(gallery.ok.sum())
+    if readable < query.topk:
+        print(f"warning: the gallery has {readable} readable images: each query lists {readable} names, "
+              f"not {query.topk} (the official scorer expects 10)", file=sys.stderr)
     return ranking
