@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from traffic_retrieval.core import fileio
+from traffic_retrieval.core.fileio import InputError
 from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
 from traffic_retrieval.apps import cli
 from traffic_retrieval.synthetic import generate, plan
@@ -46,7 +48,7 @@ def _shared(name: str) -> Path:
 
 
 def test_layout(dataset):
-    assert sorted(p.name for p in dataset.iterdir()) == ["pretrain", "test", "train", "val"]
+    assert sorted(p.name for p in dataset.iterdir()) == ["pretrain", "synthetic.json", "test", "train", "val"]
     for split in ("train", "val", "pretrain"):
         labels = read_labels(dataset / split / f"{split}_label.txt")
         images = sorted(p.name for p in (dataset / split / f"{split}_images").iterdir())
@@ -242,7 +244,7 @@ def test_brand_emblems_are_distinct():
 
 def test_cli_writes_dataset_and_preview(tmp_path):
     out = tmp_path / "cli"
-    (out / "pretrain").mkdir(parents=True)  # left from an earlier generation
+    generate.generate(out, 3, 0, 3, pretrain=3, workers=1, progress=False)  # an earlier generation
     assert cli.main(["synth", "--out", str(out), "--train", "12", "--val", "3", "--test", "6", "--pretrain", "0",
                      "--vehicle-fraction", "0.5", "--seed", "3", "--workers", "1"]) == 0
     labels = read_labels(out / "train" / "train_label.txt")
@@ -259,3 +261,106 @@ def test_drawing_speed():
     """Drawing + JPEG encoding must keep the demo's data generation to seconds (target >= 500/s on 2 cores);
     asserted loosely here because the test machine is shared."""
     assert generate.benchmark(300, workers=1) > 100
+
+
+# ------------------------------------------------------------------ never losing a user's data
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under root, hidden ones included, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def real_data(tmp_path) -> Path:
+    """A folder of the user's own data in the challenge layout, with an unrelated file in a split."""
+    data = tmp_path / "datasets"
+    (data / "train" / "train_images").mkdir(parents=True)
+    (data / "train" / "train_images" / "mine.jpg").write_bytes(b"the user's image")
+    (data / "train" / "train_label.txt").write_text("mine.jpg$red Audi$A red Audi\n")
+    (data / "test").mkdir()
+    (data / "test" / "notes.txt").write_text("unrelated\n")
+    return data
+
+
+def test_synth_refuses_a_folder_it_did_not_write_and_loses_nothing(real_data, capsys):
+    before = _tree(real_data)
+    argv = ["synth", "--out", str(real_data), "--train", "6", "--val", "0", "--test", "4", "--pretrain", "0",
+            "--workers", "1"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {real_data}: holds data that synth did not write (")
+    assert "--force" in err and "Traceback" not in err
+    assert _tree(real_data) == before and [p.name for p in real_data.parent.iterdir()] == ["datasets"]
+    assert cli.main(argv + ["--force"]) == 0  # the only way over it
+    assert generate.written_by_synth(real_data)["seed"] == 0 and not (real_data / "test" / "notes.txt").exists()
+
+
+def test_synth_refuses_a_file_its_own_folder_with_foreign_files_and_writes_nothing(real_data, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(InputError, match="is a file"):
+        generate.generate(a_file, 3, 0, 3, workers=1, progress=False)
+    own = tmp_path / "own"
+    generate.generate(own, 3, 0, 3, workers=1, progress=False)
+    (own / "my-notes.txt").write_text("added by the user\n")
+    before = _tree(own)
+    with pytest.raises(InputError, match=r"holds data that synth did not write \(my-notes\.txt"):
+        generate.generate(own, 3, 0, 3, seed=1, workers=1, progress=False)
+    assert _tree(own) == before and a_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_synth_replaces_its_own_dataset_whole(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)
+    out = tmp_path / "data" / "datasets"
+    generate.generate(out, 5, 2, 4, seed=0, pretrain=3, workers=1, progress=False)
+    (out / "train" / "train_label_augmented.txt").write_text("derived from the old labels\n")
+    generate.generate(out, 6, 0, 4, seed=1, workers=1, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["synthetic.json", "test", "train"]
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["train_images", "train_label.txt",
+                                                                 "train_label_truth.txt"]
+    assert generate.written_by_synth(out) == generate.marker({"train": 6, "test": 4}, 1, None)
+    assert [p.name for p in out.parent.iterdir()] == ["datasets"]  # nothing left beside it
+
+
+def test_a_failed_generation_leaves_the_previous_dataset_as_it_was(tmp_path, monkeypatch):
+    out = tmp_path / "datasets"
+    generate.generate(out, 5, 0, 4, seed=0, workers=1, progress=False)
+    before = _tree(out)
+    drawn, original = [], generate.render_item
+
+    def render_then_fail(item):
+        drawn.append(item)
+        if len(drawn) == 7:
+            raise KeyboardInterrupt  # as a user's Ctrl-C midway
+        return original(item)
+
+    monkeypatch.setattr(generate, "render_item", render_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        generate.generate(out, 5, 0, 4, seed=1, workers=1, progress=False)
+    assert len(drawn) == 7 and _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["datasets"]
+
+
+def test_synthetic_data_lives_apart_from_the_real_data(real_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    real_data.rename(tmp_path / "data" / "datasets")
+    before = _tree(tmp_path / "data" / "datasets")
+    assert cli.main(["synth", "--train", "6", "--val", "0", "--test", "4", "--pretrain", "0", "--workers", "1"]) == 0
+    root = generate.synthetic_root(0, 6, 0, 4, 0)
+    assert capsys.readouterr().out.strip() == f"wrote {root}"
+    assert root == Path("data/synthetic/seed0-train6-val0-test4-pretrain0/datasets") and (root / "test").is_dir()
+    assert _tree(tmp_path / "data" / "datasets") == before
+    assert generate.synthetic_root(1, 6, 0, 4, 0) != root != generate.synthetic_root(0, 7, 0, 4, 0)
+
+
+def test_ensure_dataset_draws_only_what_is_missing_or_different(tmp_path, monkeypatch):
+    out = tmp_path / "datasets"
+    assert generate.ensure_dataset(out, 5, 0, 4, seed=0, workers=1, progress=False)
+    before = _tree(out)
+    assert not generate.ensure_dataset(out, 5, 0, 4, seed=0, workers=1, progress=False)  # the same one: reused
+    assert _tree(out) == before
+    assert generate.ensure_dataset(out, 5, 0, 4, seed=1, workers=1, progress=False)  # another seed: drawn
+    assert generate.written_by_synth(out)["seed"] == 1

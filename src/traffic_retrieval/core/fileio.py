@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -74,6 +77,41 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2 is not None and renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
+                                               rename_exchange) == 0
+
+
+def folder_beside(target: str | Path) -> Path:
+    """A new empty hidden folder beside ``target`` (the same file system, so that ``swap_in_folder`` can
+    rename it into place), with the usual permissions."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+    folder.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700
+    return folder
+
+
+def swap_in_folder(new: str | Path, target: str | Path) -> None:
+    """Put the complete folder ``new`` at ``target`` (same file system), replacing what was there: one
+    atomic exchange where the system has it, else two renames with the old folder kept aside until
+    the new one is in place."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        new.rename(target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old)
 
 
 def read_text_lines(path: str | Path) -> list[tuple[int, str]]:

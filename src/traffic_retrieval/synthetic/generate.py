@@ -9,14 +9,17 @@ Writes, under ``out``::
                                test/test_ground_truth.txt organisers' format: query$relevant1.jpg$...
     pretrain/pretrain_images/  pretrain/pretrain_label.txt  (with --pretrain) complete labels; mostly web
                                style, 30% surveillance style with the seed's prompt phrase on vehicle captions
+    synthetic.json             the marker: what synth wrote (seed, sizes, version), so that it
+                               only ever replaces a dataset of its own
 
-Every split is written to a temporary folder and renamed into place, and the same seed gives
-identical bytes.
+The dataset is drawn into a temporary folder beside ``out`` and swapped in whole; a folder that
+holds anything synth did not write is refused unless ``force``. The same seed gives identical bytes.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import shutil
 import time
@@ -27,8 +30,9 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from .. import __version__
 from ..core.attributes import Vehicle
-from ..core.fileio import atomic_write_text
+from ..core.fileio import InputError, atomic_write_text, folder_beside, swap_in_folder
 from ..core.labels import write_labels
 from .pedestrians import render_pedestrian
 from .plan import SPLITS, Item, ground_truth, plan
@@ -49,24 +53,66 @@ def _rendered(items: Sequence[Item], pool, progress: bool, desc: str):
     return tqdm(it, total=len(items), desc=desc, unit="img", disable=not progress)
 
 
-def _write_split(out: Path, split: str, items: Sequence[Item], pool, progress: bool) -> None:
-    tmp = out / f".{split}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    images = tmp / f"{split}_images"
+MARKER = "synthetic.json"
+SYNTHETIC_DATA = Path("data/synthetic")  # never data/datasets, where the README puts the real data
+
+
+def synthetic_root(seed: int, train: int, val: int, test: int, pretrain: int = 0,
+                   vehicle_fraction: Optional[float] = None) -> Path:
+    """The default folder of a synthetic dataset, named by what shapes it, so that datasets of other
+    seeds or sizes never share a folder (nor the prepared files beside it)."""
+    name = f"seed{seed}-train{train}-val{val}-test{test}-pretrain{pretrain}"
+    if vehicle_fraction is not None:
+        name += f"-vehicles{vehicle_fraction:g}"
+    return SYNTHETIC_DATA / name / "datasets"
+
+
+def marker(sizes: dict[str, int], seed: int, vehicle_fraction: Optional[float]) -> dict:
+    """What a generation writes, as its marker file records it."""
+    return {"generator": "traffic-retrieval synth", "version": __version__, "seed": seed,
+            "sizes": {split: int(sizes.get(split, 0)) for split in SPLITS}, "vehicle_fraction": vehicle_fraction}
+
+
+def written_by_synth(out: Path) -> Optional[dict]:
+    """The marker of the dataset in ``out``, or None when synth did not write it."""
+    try:
+        return json.loads((Path(out) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def check_replaceable(out: Path, force: bool = False) -> None:
+    """InputError unless ``out`` is absent, empty or a dataset of synth's own (its marker, its splits,
+    nothing else); ``force`` lets a folder of other data be replaced."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, None, "is a file; synth writes a dataset folder: choose another --out")
+    if not out.exists() or force:
+        return
+    found = written_by_synth(out)
+    own = {MARKER, *(s for s, n in found["sizes"].items() if n)} if found else set()
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise InputError(out, None, f"holds data that synth did not write ({shown}; no {MARKER} lists it): "
+                                    "choose another --out, or pass --force to replace the folder")
+
+
+def _write_split(root: Path, split: str, items: Sequence[Item], pool, progress: bool) -> None:
+    folder = root / split
+    images = folder / f"{split}_images"
     images.mkdir(parents=True)
-    for item, data in zip(items, _rendered(items, pool, progress, split)):
+    for data, item in zip(_rendered(items, pool, progress, split), items):  # the bar first: it ends at N/N
         (images / item.name).write_bytes(data)
     if split == "test":
-        atomic_write_text(tmp / "test_text.txt", "".join(it.caption + "\n" for it in items))
-        atomic_write_text(tmp / "test_ground_truth.txt", "".join(line + "\n" for line in ground_truth(items)))
+        atomic_write_text(folder / "test_text.txt", "".join(it.caption + "\n" for it in items))
+        atomic_write_text(folder / "test_ground_truth.txt", "".join(line + "\n" for line in ground_truth(items)))
     else:
-        write_labels(tmp / f"{split}_label.txt", [it.label for it in items])
+        write_labels(folder / f"{split}_label.txt", [it.label for it in items])
         # Synthetic only: the true completion of every vehicle label, in the augmented 4-field form,
         # so that augmentation accuracy can be measured.
-        write_labels(tmp / f"{split}_label_truth.txt",
+        write_labels(folder / f"{split}_label_truth.txt",
                      [replace(it.label, completed=it.subject.to_text()) for it in items if isinstance(it.subject, Vehicle)])
-    shutil.rmtree(out / split, ignore_errors=True)
-    tmp.rename(out / split)
 
 
 def _pool_for(workers: int, n: int):
@@ -74,22 +120,37 @@ def _pool_for(workers: int, n: int):
 
 
 def generate(out: Path, train: int, val: int, test: int, seed: int = 0, pretrain: int = 0, workers: int = 2,
-             progress: bool = True, vehicle_fraction: Optional[float] = None) -> None:
-    """Write the dataset under ``out`` (see the module docstring). A split of size 0 is not written and
-    an old one of that name is removed, so that ``out`` always holds one generation."""
+             progress: bool = True, vehicle_fraction: Optional[float] = None, force: bool = False) -> None:
+    """Write the dataset under ``out`` (see the module docstring): drawn beside it, then swapped in whole,
+    so that ``out`` always holds one complete generation. A split of size 0 is not written. A folder
+    holding anything synth did not write is refused (InputError) before any drawing, unless ``force``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    items = plan({"train": train, "val": val, "test": test, "pretrain": pretrain}, seed, vehicle_fraction=vehicle_fraction)
-    for split in set(SPLITS) - set(items):
-        shutil.rmtree(out / split, ignore_errors=True)
+    check_replaceable(out, force)
+    sizes = {"train": train, "val": val, "test": test, "pretrain": pretrain}
+    items = plan(sizes, seed, vehicle_fraction=vehicle_fraction)
+    new = folder_beside(out)
     pool = _pool_for(workers, sum(map(len, items.values())))
     try:
         for split, split_items in items.items():
-            _write_split(out, split, split_items, pool, progress)
+            _write_split(new, split, split_items, pool, progress)
+        atomic_write_text(new / MARKER, json.dumps(marker(sizes, seed, vehicle_fraction), indent=1) + "\n")
+        swap_in_folder(new, out)
     finally:
         if pool:
             pool.close()
             pool.join()
+        shutil.rmtree(new, ignore_errors=True)
+
+
+def ensure_dataset(out: Path, train: int, val: int, test: int, seed: int = 0, pretrain: int = 0, workers: int = 2,
+                   progress: bool = True, vehicle_fraction: Optional[float] = None) -> bool:
+    """Draw the dataset into ``out`` unless it already holds exactly this one (its marker says so);
+    True when it drew. Never replaces data synth did not write (see ``generate``)."""
+    sizes = {"train": train, "val": val, "test": test, "pretrain": pretrain}
+    if written_by_synth(out) == marker(sizes, seed, vehicle_fraction):
+        return False
+    generate(out, train, val, test, seed, pretrain, workers, progress, vehicle_fraction)
+    return True
 
 
 def benchmark(n: int = 1000, workers: int = 2, seed: int = 0) -> float:

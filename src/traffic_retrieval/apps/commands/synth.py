@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..arguments import DEFAULT_DATA
-
 
 def run(args: argparse.Namespace) -> int:
     if args.benchmark:
@@ -21,11 +19,12 @@ def run(args: argparse.Namespace) -> int:
         preview(args.preview, args.seed)
         print(f"wrote {args.preview}")
         return 0
-    from ...synthetic.generate import generate
+    from ...synthetic.generate import generate, synthetic_root
 
-    generate(args.out, args.train, args.val, args.test, args.seed, args.pretrain, args.workers,
-             vehicle_fraction=args.vehicle_fraction)
-    print(f"wrote {args.out}")
+    out = args.out or synthetic_root(args.seed, args.train, args.val, args.test, args.pretrain, args.vehicle_fraction)
+    generate(out, args.train, args.val, args.test, args.seed, args.pretrain, args.workers,
+             vehicle_fraction=args.vehicle_fraction, force=args.force)
+    print(f"wrote {out}")
     return 0
 
 
@@ -37,13 +36,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Writes a synthetic dataset in the challenge's layout under --out: "
             "{train,val}/<split>_images/*.jpg + <split>_label.txt (web style, partial vehicle labels), "
             "test/test_images/*.jpg + test_text.txt (one query a line) + test_ground_truth.txt "
-            "(query$relevant.jpg$...; surveillance style), and with --pretrain N a pretrain/ split with "
-            "complete vehicle labels (web style). Reads nothing. The same --seed gives identical bytes. "
+            "(query$relevant.jpg$...; surveillance style), with --pretrain N a pretrain/ split with "
+            "complete vehicle labels (web style), and synthetic.json, the marker of what synth wrote. "
+            "The dataset is drawn beside --out and swapped in whole; an --out holding anything synth did not "
+            "write is refused unless --force. Reads nothing. The same --seed gives identical bytes. "
             "With --preview PNG only a contact sheet of samples is written; with --benchmark N nothing "
             "is written and the drawing speed is printed."
         ),
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_DATA, help=f"dataset root (default: {DEFAULT_DATA})")
+    p.add_argument("--out", type=Path, default=None,
+                   help="dataset root (default: data/synthetic/seedS-trainN-valN-testN-pretrainN/datasets, named "
+                        "by the options, apart from data/datasets where the challenge data goes)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it holds data synth did not write (deleting that data)")
     p.add_argument("--train", type=int, default=4000, help="training images (default: 4000)")
     p.add_argument("--val", type=int, default=500, help="validation images (default: 500)")
     p.add_argument("--test", type=int, default=1000, help="test images = queries (default: 1000)")
