@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The main job: execute notebooks/reproduce.ipynb end to end (synthetic data, tiny model, CPU).
-# Extra arguments go to papermill, e.g. -p run_name other -p seed 1.
+# Extra arguments go to papermill, e.g. -p run_name seed1 -p seed 1. A run folder records the
+# parameters it was made with: re-running over it with other ones stops with a message saying what
+# differs, so give such a run its own run_name. Each execution is kept, never overwritten, as
+# log/notebooks/reproduce-DATE-TIME.ipynb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p log/reproduce
-.venv/bin/papermill --log-output --progress-bar notebooks/reproduce.ipynb log/reproduce/reproduce.ipynb "$@"
+mkdir -p log/notebooks
+.venv/bin/papermill --log-output --progress-bar notebooks/reproduce.ipynb \
+    "log/notebooks/reproduce-$(date +%Y%m%d-%H%M%S).ipynb" "$@"

@@ -11,7 +11,7 @@ import torch
 
 from traffic_retrieval.core.labels import read_queries
 from traffic_retrieval.retrieval.models import ModelSettings, load_model
-from traffic_retrieval.synthetic.generate import generate
+from traffic_retrieval.synthetic.generate import generate, synthetic_root
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 pytestmark = pytest.mark.slow
@@ -24,9 +24,13 @@ def _execute(name: str, cwd: Path, **parameters) -> dict:
     return json.loads(out.read_text())
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_reproduce_then_quick_review(tmp_path: Path):
-    _execute("reproduce.ipynb", tmp_path, synth_sizes=dict(train=160, val=20, test=60, pretrain=160),
-             pretrain_epochs=1, epochs=1, batch_size=16, workers=0)
+    sizes = dict(train=160, val=20, test=60, pretrain=160)
+    _execute("reproduce.ipynb", tmp_path, synth_sizes=sizes, pretrain_epochs=1, epochs=1, batch_size=16, workers=0)
     run = tmp_path / "log" / "reproduce"
     submission = json.loads((run / "submission_test.json").read_text())
     assert len(submission["results"]) == 60 and all(len(r["image_names"]) == 10 for r in submission["results"])
@@ -36,7 +40,7 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     assert (run / "checkpoints" / "epoch_1.pt").is_file()
     assert (run / "weights" / "epoch_1.safetensors").is_file()  # the weights-only export inference reads
     assert (tmp_path / "log" / "reproduce-pretrain" / "checkpoints" / "epoch_1.pt").is_file()
-    augmented = tmp_path / "data" / "datasets" / "train" / "train_label_augmented.txt"
+    augmented = tmp_path / synthetic_root(0, **sizes) / "train" / "train_label_augmented.txt"
     assert any(line.count("$") == 3 for line in augmented.read_text().splitlines())
 
     executed = _execute("quick-review.ipynb", tmp_path, workers=0)
@@ -45,6 +49,15 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     assert (review / "top10.png").is_file()
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "mAP@10 (official, test split)" in printed
+
+    # The same run with another seed (script/reproduce.sh -p seed 1) stops before it draws, trains or
+    # writes anything: params.txt, checkpoints and scores keep describing the run that happened.
+    before = _tree(tmp_path / "log")
+    with pytest.raises(papermill.PapermillExecutionError, match=r"log/reproduce: holds a run made with other "
+                                                                r"parameters \(data: .*; seed: 0 before, 1 now\)"):
+        _execute("reproduce.ipynb", tmp_path, synth_sizes=sizes, pretrain_epochs=1, epochs=1, batch_size=16,
+                 workers=0, seed=1)
+    assert _tree(tmp_path / "log") == before and not (tmp_path / synthetic_root(1, **sizes)).exists()
 
 
 def test_reproduce_in_real_data_mode_writes_the_test_submission_and_scores_val(tmp_path):

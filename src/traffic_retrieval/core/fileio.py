@@ -1,4 +1,5 @@
-"""Atomic writes and tolerant text reading: nothing half-written is ever trusted."""
+"""Atomic writes, tolerant text reading, and the checks on paths that every step makes before its
+work starts: nothing half-written is ever trusted, and a wrong path is one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ class InputError(UserError, ValueError):
         self.path, self.line, self.defect = str(path), line, defect
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {defect}")
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` when it is a regular file, else InputError saying what was expected there."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    found = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "not found"
+    raise InputError(path, None, f"{found}; expected {what}")
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """train: fine-tune with the upstream OpenCLIP training loop (``open_clip_train``).
 
 Writes ``LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt, weights/epoch_N.safetensors,
-tensorboard/}``: only the latest full checkpoint (for ``--resume``) is kept, and a weights-only
+tensorboard/, run.json}``: only the latest full checkpoint (for ``--resume``) is kept, and a weights-only
 export of every epoch (for inference, and to pick an epoch as the seed picked epoch 5 of 5). The
 upstream loop exits 0 without training when NAME already exists; here that is an error unless
 ``--resume`` asks to continue the run, and a run that leaves no final checkpoint fails.
@@ -19,6 +19,9 @@ upstream loop exits 0 without training when NAME already exists; here that is an
   exceeds 80% of the GPU's memory, the rest being the CUDA context, NCCL's buffers and the caching
   allocator's slack; on an H200 it cost 31% of the training throughput (90.4 -> 62.6 samples/s,
   docs/gpu.md) and saved 7.5 GiB at batch 25.
+
+``run.json`` (``runs.claim_run``) records what shapes the run, so that ``--resume`` with other data or
+settings stops instead of "resuming" another run and rewriting its ``params.txt``.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from typing import Optional
 
 import torch
 
+from ..core.fileio import require_file
 from ..retrieval.configs import TINY_MODEL, is_package_config
 from ..retrieval.device import choose_device, free_gpu_memory, training_precision
 from ..retrieval.weights import normalise_pretrained
 from .memory import GIB, MemoryEstimate, estimate_training_memory
+from .runs import claim_run
 
 MEMORY_HEADROOM = 0.8  # share of the GPU's memory a run may plan to allocate
 ASSUMED_GPU_GIB = 80.0  # what --dry-run plans for where no GPU is visible
@@ -201,6 +206,20 @@ def upstream_args(job: TrainJob, s: TrainSettings, pretrained: Optional[str], de
     return args + list(s.extra)
 
 
+def shaping_parameters(job: TrainJob, p: TrainPlan) -> dict:
+    """What a run's weights depend on: its data, model and starting point, and the settings as planned
+    (precision, warmup); not ``workers`` or gradient checkpointing, which set only speed and memory."""
+    def absolute(path) -> Optional[str]:
+        return str(Path(path).resolve()) if path else None
+
+    pretrained = normalise_pretrained(job.pretrained)
+    checkpoint = pretrained and Path(pretrained).is_file()  # else an OpenCLIP tag, or none
+    tuned = {k: v for k, v in asdict(p.settings).items() if k not in ("workers", "grad_checkpointing")}
+    return {"train_csv": absolute(job.train_csv), "val_csv": absolute(job.val_csv), "model": job.model,
+            "pretrained": absolute(pretrained) if checkpoint else pretrained, "square_pad": job.square_pad,
+            "processes": job.nproc, **tuned}
+
+
 def final_checkpoint(logs: Path, name: str, epochs: int) -> Path:
     return Path(logs) / name / "checkpoints" / f"epoch_{epochs}.pt"
 
@@ -211,7 +230,9 @@ def train(job: TrainJob, settings: Optional[TrainSettings] = None) -> Path:
     settings = settings or default_settings(job.model, normalise_pretrained(job.pretrained))
     if job.run_dir.exists() and not job.resume:
         raise TrainingError(f"run {job.run_dir} already exists: pass --resume to continue it or choose another --name")
+    require_file(job.train_csv, "the training CSV that traffic-retrieval prepare writes")
     p = plan(job, settings)
+    claim_run(job.run_dir, "train", shaping_parameters(job, p))
     free_gpu_memory()  # a notebook kernel may still cache the augmentation model's memory
     code = subprocess.call(p.command, env=p.env)
     checkpoint = final_checkpoint(job.logs, job.name, settings.epochs)
