@@ -43,12 +43,12 @@ def test_light_commands_never_import_torch_faiss_or_fastapi(argv):
 
 
 def test_a_model_command_does_import_torch():  # the probe can tell
-    assert "torch" in _modules_loaded_by(["infer", "--data", "absent", "--out", "absent.json"])
+    assert "torch" in _modules_loaded_by(["infer", "--data", "absent", "--out", "absent.json", "--pretrained", "none"])
 
 
 @pytest.mark.parametrize("argv", [
     ["train", "--train-csv", "x.csv", "--name", "r", "--pretrained", "missing/epoch_3.pt"],
-    ["infer", "--data", "no/such/data", "--out", "sub.json"],
+    ["infer", "--data", "no/such/data", "--out", "sub.json", "--pretrained", "none"],
     ["prepare", "--data", "no/such/data"],
 ])
 def test_missing_inputs_exit_2_with_a_message(argv, tmp_path, monkeypatch, capsys):
@@ -57,3 +57,23 @@ def test_missing_inputs_exit_2_with_a_message(argv, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+MODEL_COMMANDS = {  # every command that ranks or scores with a model, with its other required arguments
+    "infer": ["--out", "sub.json"], "index": ["--out", "index"], "rerank": ["--submission-topn", "s.json", "--out", "o.json"],
+    "search": ["a red SUV"], "serve": [], "augment": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
+def test_a_model_command_needs_pretrained_and_takes_none_only_when_asked(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        cli.main([command, *MODEL_COMMANDS[command]])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "--pretrained" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # refused before any work
+    assert cli.build_parser(command).parse_args([command, *MODEL_COMMANDS[command], "--pretrained", "none"]).pretrained == "none"
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "or none for random weights" in " ".join(capsys.readouterr().out.split())

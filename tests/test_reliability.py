@@ -171,7 +171,7 @@ def test_a_skipped_gallery_image_never_appears_in_a_submission(tiny, test_layout
 def test_infer_strict_exits_2_naming_the_image_and_writes_nothing(test_layout, tmp_path, capsys):
     out = tmp_path / "sub.json"
     code = cli.main(["infer", "--data", str(test_layout), "--out", str(out), "--workers", "0", "--cache-dir", "",
-                     "--strict"])
+                     "--pretrained", "none", "--strict"])
     assert code == 2 and not out.exists()
     assert re.search(r"error: .*test_images/(corrupt|truncated|zero)\.jpg: unreadable image", capsys.readouterr().err)
 
@@ -199,7 +199,8 @@ def train_layout(tmp_path) -> Path:
 
 def test_augment_leaves_unreadable_labels_with_three_fields_and_counts_them(train_layout, tmp_path, capsys):
     out = tmp_path / "augmented.txt"
-    code = cli.main(["augment", "--data", str(train_layout), "--out", str(out), "--workers", "0", "--chunk", "3"])
+    code = cli.main(["augment", "--data", str(train_layout), "--out", str(out), "--workers", "0", "--chunk", "3",
+                     "--pretrained", "none"])
     assert code == 0
     done = {l.image: l for l in read_labels(out)}
     assert [l.image for l in read_labels(out)] == [f"v{i}.jpg" for i in range(7)]
@@ -214,7 +215,8 @@ def test_augment_leaves_unreadable_labels_with_three_fields_and_counts_them(trai
 
 def test_augment_strict_exits_2_and_writes_nothing(train_layout, tmp_path, capsys):
     out = tmp_path / "augmented.txt"
-    code = cli.main(["augment", "--data", str(train_layout), "--out", str(out), "--workers", "0", "--strict"])
+    code = cli.main(["augment", "--data", str(train_layout), "--out", str(out), "--workers", "0", "--strict",
+                     "--pretrained", "none"])
     assert code == 2 and not out.exists()
     assert f"error: {train_layout / 'train' / 'train_images' / 'v1.jpg'}: unreadable image" in capsys.readouterr().err
 

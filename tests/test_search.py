@@ -149,6 +149,7 @@ def test_cli_prints_ranked_names_and_writes_a_grid(tmp_path, capsys, monkeypatch
     folder = draw_gallery(tmp_path / "gallery", n=3)
     grid = tmp_path / "grid.png"
     code = cli.main(["search", "a blue Sedan", "--gallery", str(folder), "--cache-dir", "", "--workers", "0",
+                     "--pretrained", "none",
                      "--topk", "4", "--kind", "vehicle", "--grid", str(grid)])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -165,5 +166,5 @@ def test_cli_prints_ranked_names_and_writes_a_grid(tmp_path, capsys, monkeypatch
 
 
 def test_cli_names_a_missing_gallery_folder(tmp_path, capsys):
-    assert cli.main(["search", "a red SUV", "--data", str(tmp_path / "absent")]) == 2
+    assert cli.main(["search", "a red SUV", "--data", str(tmp_path / "absent"), "--pretrained", "none"]) == 2
     assert "gallery folder not found" in capsys.readouterr().err

@@ -41,8 +41,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Which model (ModelSettings) and how the gallery is encoded (EncodeSettings)."""
     p.add_argument("--model", default=None,
                    help=f"OpenCLIP model name (default: the model a run folder's params.txt names, else {TINY_MODEL})")
-    p.add_argument("--pretrained", default=None,
-                   help="OpenCLIP tag (e.g. laion2b_s39b_b160k), checkpoint file, training run folder, or none")
+    p.add_argument("--pretrained", required=True,
+                   help="required: an OpenCLIP tag (e.g. laion2b_s39b_b160k), a checkpoint file, a training run "
+                        "folder (its latest weights), or none for random weights (scores mean nothing)")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when present)")
     p.add_argument("--batch-size", type=positive, default=64)
