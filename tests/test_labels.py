@@ -139,6 +139,10 @@ def test_read_queries_round_trips(tmp_path, queries, bom, eol, final_newline, bl
         lines.append(q)
     text = eol.join(lines) + (eol if final_newline else "")
     path = write(tmp_path, (b"\xef\xbb\xbf" if bom else b"") + text.encode(), "queries.txt")
+    if not queries:  # an empty or blank query file is a mistake, not zero queries
+        with pytest.raises(InputError, match="no queries"):
+            read_queries(path)
+        return
     assert read_queries(path) == queries
 
 

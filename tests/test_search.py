@@ -167,4 +167,4 @@ def test_cli_prints_ranked_names_and_writes_a_grid(tmp_path, capsys, monkeypatch
 
 def test_cli_names_a_missing_gallery_folder(tmp_path, capsys):
     assert cli.main(["search", "a red SUV", "--data", str(tmp_path / "absent"), "--pretrained", "none"]) == 2
-    assert "gallery folder not found" in capsys.readouterr().err
+    assert "absent/test/test_images: not found; expected a folder of images" in capsys.readouterr().err

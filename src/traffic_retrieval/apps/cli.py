@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from ..core.fileio import UserError
 
@@ -28,9 +29,24 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: the mistake and where the options are listed,
+    instead of a usage block that buries it (its subcommand parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def user_error(e: Exception) -> str:
+    """The one line a user sees for a mistake in their input (a file, a path, a value)."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"error: {e.filename}: {e.strerror}"
+    return f"error: {e}"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (the others are listed by name and help)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traffic-retrieval",
         description="Text-to-image retrieval for traffic scenes (A3R reproduction).",
     )
@@ -53,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError) as e:  # the user's input or machine: a message, not a traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (UserError, OSError) as e:  # the user's input, paths or machine: a message, not a traceback
+        print(user_error(e), file=sys.stderr)
         return 2
 
 

@@ -36,8 +36,34 @@ def require_file(path: str | Path, what: str) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    found = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "not found"
+    found = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
     raise InputError(path, None, f"{found}; expected {what}")
+
+
+def require_folder(path: str | Path, what: str) -> Path:
+    """``path`` when it is a folder, else InputError saying what was expected there."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    raise InputError(path, None, f"{'is a file' if path.exists() else 'not found'}; expected {what}")
+
+
+def require_writable(path: str | Path, what: str, folder: bool = False) -> Path:
+    """``path`` when ``what`` (a file, or with ``folder`` a folder) can be written there: checked before
+    the work that produces it, so a wrong output path costs nothing. InputError otherwise."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(path, None, f"is a file; expected a folder to write {what} into")
+    if not folder and path.is_dir():
+        raise InputError(path, None, f"is a folder; expected a file name to write {what} to")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(path, None, f"cannot be written: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(path, None, f"cannot be written: no permission to write in {parent}; choose another path")
+    return path
 
 
 @contextmanager
@@ -124,10 +150,11 @@ def swap_in_folder(new: str | Path, target: str | Path) -> None:
     shutil.rmtree(old)
 
 
-def read_text_lines(path: str | Path) -> list[tuple[int, str]]:
+def read_text_lines(path: str | Path, what: str = "a text file") -> list[tuple[int, str]]:
     """(line number, text) of each non-blank line: UTF-8 with or without BOM, LF or CRLF,
-    trailing whitespace stripped. Bytes that are not UTF-8 raise InputError naming the line."""
-    data = Path(path).read_bytes()
+    trailing whitespace stripped. Bytes that are not UTF-8 raise InputError naming the line, and a
+    path that is not a file (``what`` says what was expected there) InputError naming it."""
+    data = require_file(path, what).read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     out = []

@@ -21,6 +21,7 @@ from .routing import route
 from .vocab import Vocabulary, packaged_vocabulary
 
 GroundTruth = tuple[list[str], list[set[str]], list[str]]  # queries, relevant image sets, kinds
+GROUND_TRUTH_FILE = "a ground-truth file (query$image.jpg$..., or a label file)"
 
 
 def _is_label_line(fields: list[str]) -> bool:
@@ -45,6 +46,9 @@ def _read_organisers(path: str | Path, lines: list[tuple[int, str]], vocab: Voca
             raise InputError(path, number, f"{bad!r} is not an image name (expected query$image.jpg$...)")
         queries.append(query)
         relevant.append(set(names))
+    if not any(relevant):  # every metric would be 0.0: most likely the query file given as ground truth
+        raise InputError(path, None, "no query has a relevant image; expected the ground truth, "
+                                     "query$image.jpg$... a line (is this the query file?)")
     return queries, relevant, route(queries, vocab)
 
 
@@ -72,7 +76,7 @@ def read_ground_truth(path: str | Path, vocab: Optional[Vocabulary] = None) -> G
     (default: the packaged challenge vocabulary), as ``infer`` routes them; a label file's
     kinds come from its attributes.
     """
-    lines = read_text_lines(path)
+    lines = read_text_lines(path, GROUND_TRUTH_FILE)
     if not lines:
         raise InputError(path, None, "no ground-truth lines")
     if _is_label_line(lines[0][1].split(SEP)):

@@ -10,6 +10,8 @@ from .attributes import Kind, kind_of
 from .fileio import InputError, atomic_write_text, read_text_lines
 
 SEP = "$"
+LABEL_FILE = "a label file (image$attribute$caption, one a line)"  # what a user is told to give
+QUERY_FILE = "a query file (one query a line)"
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,14 @@ def parse_label_line(text: str) -> Label:
     return label
 
 
-def read_labels(path: str | Path) -> list[Label]:
-    """Every label of a file, in order; a malformed line raises InputError (file:line: defect)."""
+def read_labels(path: str | Path, allow_empty: bool = True) -> list[Label]:
+    """Every label of a file, in order; a malformed line raises InputError (file:line: defect), and so
+    does a file without labels unless ``allow_empty`` (a split must have some; a per-kind part may not)."""
+    lines = read_text_lines(path, LABEL_FILE)
+    if not lines and not allow_empty:
+        raise InputError(path, None, f"no labels (the file is empty or blank); expected {LABEL_FILE}")
     labels = []
-    for number, text in read_text_lines(path):
+    for number, text in lines:
         try:
             labels.append(parse_label_line(text))
         except ValueError as e:
@@ -75,5 +81,9 @@ def write_labels(path: str | Path, labels: Iterable[Label]) -> None:
 
 
 def read_queries(path: str | Path) -> list[str]:
-    """The query file (``test_text.txt``): one query a line, in order."""
-    return [text for _, text in read_text_lines(path)]
+    """The query file (``test_text.txt``): one query a line, in order; InputError when it has none."""
+    queries = [text for _, text in read_text_lines(path, QUERY_FILE)]
+    if not queries:
+        raise InputError(path, None, f"no queries (the file is empty or blank); expected {QUERY_FILE}")
+    return queries
+

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .images import list_images
+from .fileio import InputError, require_folder
+from .images import IMAGE_SUFFIXES, list_images
 from .labels import read_labels, read_queries
 from .vocab import Vocabulary, extract_vocabulary, packaged_vocabulary
 
@@ -65,11 +66,25 @@ def find_vocabulary(data: Path, vocab_path: Optional[Path] = None) -> Vocabulary
     return own.merged(packaged_vocabulary())
 
 
+def image_folder(folder: Path) -> Path:
+    """``folder`` when it is a folder of images; InputError otherwise."""
+    return require_folder(folder, "a folder of images (.jpg, .png, ...)")
+
+
+def gallery_images(folder: Path) -> list[Path]:
+    """The images of a gallery folder (``list_images``); InputError when there are none to rank."""
+    paths = list_images(image_folder(folder))
+    if not paths:
+        raise InputError(folder, None, f"holds no images ({' '.join(IMAGE_SUFFIXES)}); expected the gallery's images")
+    return paths
+
+
 def split_queries_and_gallery(data: Path, split: str) -> tuple[list[str], list[Path]]:
     """A split's queries and gallery images, in order: ``test`` ranks its images for the lines of
-    ``test_text.txt``; ``val`` ranks the val images for the val captions."""
+    ``test_text.txt``; ``val`` ranks the val images for the val captions. InputError when either
+    is missing or empty."""
     layout = Layout(Path(data))
     if split == "test":
-        return read_queries(layout.queries), list_images(layout.images("test"))
-    labels = read_labels(layout.labels(split))
-    return [l.caption for l in labels], [layout.images(split) / l.image for l in labels]
+        return read_queries(layout.queries), gallery_images(layout.images("test"))
+    labels = read_labels(layout.labels(split), allow_empty=False)
+    return [l.caption for l in labels], [image_folder(layout.images(split)) / l.image for l in labels]

@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .fileio import atomic_open
+from .fileio import UserError, atomic_open, require_file
 
 Submission = list[tuple[str, list[str]]]
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A submission that is malformed or does not answer the queries it must answer."""
 
 
@@ -44,7 +44,7 @@ def parse_submission(data: object, source: str = "submission") -> Submission:
 
 def read_submission(path: str | Path) -> Submission:
     """Read a submission file; invalid UTF-8 or JSON raises SubmissionError naming file:line:column."""
-    data = Path(path).read_bytes()
+    data = require_file(path, 'a submission JSON file ({"results": [...]})').read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

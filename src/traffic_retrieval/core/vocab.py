@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .attributes import Vehicle
-from .fileio import atomic_write_text
+from .fileio import InputError, atomic_write_text, require_file
+
+VOCABULARY_FILE = 'a vocabulary ({"Colors": [...], "Types": [...], "Brands": [...]}, as car_attribute.json)'
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,11 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
-        return cls.from_json(Path(path).read_text(encoding="utf-8-sig"))
+        text = require_file(path, VOCABULARY_FILE).read_text(encoding="utf-8-sig")
+        try:
+            return cls.from_json(text)
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(path, None, f"not {VOCABULARY_FILE}: {e!r}") from None
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_json())

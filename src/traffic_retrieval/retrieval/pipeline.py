@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..core.fileio import require_writable
 from ..core.images import unreadable_summary
 from ..core.layout import find_vocabulary, split_queries_and_gallery
 from ..core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
@@ -39,6 +40,10 @@ class QuerySettings:
     rerank: Optional[RerankSettings] = None
     candidates: int = 50  # first-ranked candidates that re-ranking reorders
     flip_tta: bool = False  # average gallery embeddings with their horizontal flips
+
+    def __post_init__(self) -> None:
+        if self.topk < 1 or self.candidates < 1:
+            raise ValueError(f"topk and candidates must be at least 1, not {self.topk} and {self.candidates}")
 
 
 @dataclass
@@ -122,10 +127,11 @@ def infer(
 ) -> Ranking:
     """The infer step: rank a split's gallery for its queries and write the submission (``query.topk``
     names a query) atomically; ``index_dir``: a folder from ``traffic-retrieval index`` to search
-    instead of encoding the gallery."""
+    instead of encoding the gallery. The inputs and ``out`` are checked before the model loads."""
+    require_writable(out, "the submission")
+    queries, paths = split_queries_and_gallery(data, split)
     index = load_index(index_dir)
     loaded = load_model(model)
-    queries, paths = split_queries_and_gallery(data, split)
     gallery = encode_gallery(loaded, paths, encode, query.flip_tta, index)
     ranking = rank_queries(loaded, gallery, queries, find_vocabulary(data, vocab_path), query)
     write_submission(out, list(zip(queries, ranking.top_names())))

@@ -26,11 +26,11 @@ import numpy as np
 
 from ..core.attributes import Vehicle
 from ..core.captions import parse_vehicle_caption, vehicle_caption
-from ..core.fileio import InputError, atomic_write_text, read_text_lines
+from ..core.fileio import InputError, atomic_write_text, read_text_lines, require_writable
 from ..core.images import unreadable_summary
 from ..core.labels import Label, format_labels, read_labels
+from ..core.layout import Layout, image_folder
 from ..core.vocab import Vocabulary
-from ..core.layout import Layout
 from ..retrieval.device import free_gpu_memory
 from ..retrieval.encode import EncodeSettings, encode_images, encode_texts
 from ..retrieval.models import LoadedModel, ModelSettings, load_model
@@ -145,6 +145,21 @@ def estimate_seconds(loaded: LoadedModel, work: Workload, sample_images: Sequenc
     return work.to_complete * per_image + work.distinct_prompts * per_text
 
 
+def check_inputs(label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary) -> list[Label]:
+    """The labels to complete, every input and the output checked first, not hours in: a vehicle
+    outside the vocabulary names its line; an empty label file, a missing image folder or an
+    ``out`` that cannot be written are InputErrors too. Callers run it before loading a model."""
+    require_writable(out, "the completed labels")
+    image_folder(image_dir)
+    labels = read_labels(label_file, allow_empty=False)
+    for (number, _), label in zip(read_text_lines(label_file), labels):
+        try:
+            needs_completion(label, vocab)
+        except ValueError as e:
+            raise InputError(label_file, number, str(e)) from None
+    return labels
+
+
 def augment(
     loaded: LoadedModel, label_file: Path, image_dir: Path, out: Path, vocab: Vocabulary,
     encode: EncodeSettings = EncodeSettings(), complete_brand: bool = False,
@@ -152,12 +167,7 @@ def augment(
     """Complete a label file into ``out`` (4-field vehicle lines), resumably, ``encode.chunk`` labels a
     part. Vehicles whose image is unreadable keep three fields (see :func:`unreadable`), or, with
     ``encode.strict``, abort the run."""
-    labels = read_labels(label_file)
-    for (number, _), label in zip(read_text_lines(label_file), labels):  # fail now, not hours in
-        try:
-            needs_completion(label, vocab)
-        except ValueError as e:
-            raise InputError(label_file, number, str(e)) from None
+    labels = check_inputs(label_file, image_dir, out, vocab)
     parts = out.with_name(f".{out.name}.parts-{_run_key(loaded, label_file, complete_brand, encode.strict)}")
     if encode.progress and not parts.exists():
         work = workload(labels, vocab, complete_brand)
@@ -188,6 +198,7 @@ def augment_split(model: ModelSettings, data: Path, split: str, out: Path, vocab
     """``augment`` a split of the challenge layout with a model loaded for it, and released afterwards
     (its GPU memory back to the device before training starts)."""
     layout = Layout(Path(data))
+    check_inputs(layout.labels(split), layout.images(split), out, vocab)  # before the model loads
     loaded = load_model(model)
     try:
         return augment(loaded, layout.labels(split), layout.images(split), out, vocab, encode, complete_brand)

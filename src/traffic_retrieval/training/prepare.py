@@ -27,10 +27,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..core.captions import parse_vehicle_caption, vehicle_caption
-from ..core.fileio import InputError, atomic_write_text
+from ..core.fileio import InputError, atomic_write_text, require_writable
 from ..core.images import unreadable_summary, why_unreadable
 from ..core.labels import Label, read_labels, read_queries, write_labels
-from ..core.layout import Layout, default_out
+from ..core.layout import Layout, default_out, image_folder
 from ..core.routing import route
 from ..core.vocab import Vocabulary, extract_vocabulary, packaged_vocabulary
 
@@ -97,13 +97,15 @@ def prepare(
     that do not open are left out of the CSVs (``strict``: InputError). Every input is read and
     checked before anything is written."""
     layout = Layout(Path(data))
-    out = Path(out) if out else default_out(data)
+    out = require_writable(Path(out) if out else default_out(data), "the prepared files", folder=True)
     prepared = out / "prepared"
     files = {"train": Path(train_labels or layout.labels("train"))}
     for split in ("val", "pretrain"):
         if layout.labels(split).exists():
             files[split] = layout.labels(split)
-    splits = {split: read_labels(path) for split, path in files.items()}
+    splits = {split: read_labels(path, allow_empty=False) for split, path in files.items()}
+    for split in splits:
+        image_folder(layout.images(split))
     queries = read_queries(layout.queries) if layout.queries.exists() else None
     if vocab_path:
         vocab = words = Vocabulary.load(vocab_path)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ...core.evaluation import evaluate, format_table
-from ...core.fileio import atomic_write_text
-from ...core.submission import SubmissionError
+from ...core.fileio import atomic_write_text, require_writable
 from ...core.vocab import Vocabulary
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        require_writable(args.out, "the metrics JSON")
     vocab = Vocabulary.load(args.vocab) if args.vocab else None
-    try:
-        metrics = evaluate(args.submission, args.ground_truth, args.gallery, vocab)
-    except SubmissionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    metrics = evaluate(args.submission, args.ground_truth, args.gallery, vocab)
     line = json.dumps(metrics)
     if args.out is not None:
         atomic_write_text(args.out, line + "\n")

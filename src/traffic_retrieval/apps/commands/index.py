@@ -9,14 +9,15 @@ from ..arguments import add_data_argument, add_model_arguments, encode_settings,
 
 
 def run(a: argparse.Namespace) -> int:
-    from ...core.images import list_images
+    from ...core.fileio import require_writable
     from ...core.labels import read_queries
-    from ...core.layout import Layout
+    from ...core.layout import Layout, gallery_images
     from ...retrieval.index import build_index
     from ...retrieval.models import load_model
 
     layout = Layout(a.data)
-    paths = list_images(a.gallery or layout.images("test"))
+    require_writable(a.out, "the index", folder=True)
+    paths = gallery_images(a.gallery or layout.images("test"))
     queries = read_queries(layout.queries) if layout.queries.is_file() else []
     _, line = build_index(load_model(model_settings(a)), paths, a.out, a.kind, encode_settings(a), a.ef_search,
                           a.nprobe, queries)

@@ -12,12 +12,14 @@ from ..arguments import query_settings
 
 
 def run(a: argparse.Namespace) -> int:
+    from ...core.fileio import require_writable
     from ...core.layout import find_vocabulary, split_queries_and_gallery
     from ...core.submission import read_submission, validate_submission, write_submission
     from ...retrieval.gallery import encode_gallery
     from ...retrieval.models import load_model
     from ...retrieval.pipeline import rank_queries
 
+    require_writable(a.out, "the re-ranked submission")
     queries, paths = split_queries_and_gallery(a.data, a.split)
     first = read_submission(a.submission_topn)
     n = len(first[0][1]) if first else 0

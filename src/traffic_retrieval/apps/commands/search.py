@@ -22,15 +22,13 @@ def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
 
 def open_gallery(args: argparse.Namespace):
     """(loaded model, gallery, vocabulary) from the arguments of ``add_gallery_arguments``."""
-    from ...core.fileio import InputError
-    from ...core.layout import Layout, find_vocabulary
+    from ...core.layout import Layout, find_vocabulary, gallery_images
     from ...retrieval.gallery import open_folder
     from ...retrieval.index import load_index
     from ...retrieval.models import load_model
 
     folder = Path(args.gallery) if args.gallery else Layout(Path(args.data)).images("test")
-    if not folder.is_dir():  # before the model loads: a wrong path fails at once
-        raise InputError(folder, None, "gallery folder not found (give --data DIR or --gallery FOLDER)")
+    gallery_images(folder)  # before the model loads: a wrong path or an empty folder fails at once
     index = load_index(args.index)
     loaded = load_model(model_settings(args))
     return loaded, open_folder(loaded, folder, encode_settings(args), index), find_vocabulary(args.data, args.vocab)
@@ -44,8 +42,11 @@ def format_answer(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ...core.fileio import require_writable
     from ...retrieval.pipeline import answer
 
+    if args.grid:
+        require_writable(args.grid, "the grid PNG")
     loaded, gallery, vocab = open_gallery(args)
     result = answer(loaded, gallery, vocab, args.query, args.kind, query_settings(args))
     print(format_answer(result))
