@@ -18,7 +18,7 @@ from traffic_retrieval.core.vocab import packaged_vocabulary
 from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT
 from traffic_retrieval.retrieval.gallery import Gallery
-from traffic_retrieval.apps.web import MAX_QUERY, create_app, running
+from traffic_retrieval.apps.web import MAX_QUERY, allowed_hosts, create_app, running
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
     kinds = np.array(["pedestrian" if n.startswith("person") else "vehicle" for n in names], dtype=object)
     gallery = Gallery(names, emb, np.ones(len(names), bool), kinds, folder=folder)
     app = create_app(gallery, load_model(ModelSettings("TR-ViT-Tiny", None)), packaged_vocabulary())
-    return TestClient(app, raise_server_exceptions=False), gallery, secret.read_bytes()
+    return TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False), gallery, secret.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,46 @@ def test_running_serves_on_loopback(setup):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(f"{url}/api/info", timeout=10) as response:
             assert json.load(response)["images"] == 7
+
+
+@pytest.mark.parametrize("host, answered", [
+    ("127.0.0.1:8000", True), ("localhost:8000", True), ("LOCALHOST", True), ("[::1]:8000", True),
+    ("evil.example:8000", False), ("evil.example", False), ("127.0.0.1.evil.example", False), ("", False),
+    ("localhost.:8000", False),
+])
+def test_only_the_host_names_of_the_bound_address_are_answered(client, host, answered):
+    """DNS rebinding: a page of evil.example, its name rebound to 127.0.0.1, must not read the API."""
+    for path in ("/api/search?q=red", "/api/info", "/images/car1.jpg", "/"):
+        response = client.get(path, headers={"host": host})
+        assert (response.status_code == 200) == answered, (path, host, response.status_code)
+        if not answered:
+            assert response.status_code == 400 and "unknown Host header" in response.json()["error"]
+
+
+def test_serve_answers_the_names_it_is_told_to(setup):
+    _, gallery, _ = setup
+    assert allowed_hosts("127.0.0.1") == {"127.0.0.1", "localhost", "::1"}
+    assert allowed_hosts("192.168.1.5") == {"192.168.1.5"}
+    assert allowed_hosts("0.0.0.0", ["Box.lan"]) == {"0.0.0.0", "127.0.0.1", "localhost", "::1", "box.lan"}
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
+    for hosts, answered in ((allowed_hosts("0.0.0.0", ["box.lan"]), True), (allowed_hosts("0.0.0.0"), False),
+                            (allowed_hosts("127.0.0.1", ["*"]), True)):
+        client = TestClient(create_app(gallery, loaded, packaged_vocabulary(), hosts=hosts))
+        assert (client.get("/api/info", headers={"host": "box.lan:8000"}).status_code == 200) == answered
+
+
+def test_serve_command_binds_its_host_names(setup, monkeypatch, capsys):
+    import uvicorn
+
+    from traffic_retrieval.apps import cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    folder = setup[1].folder
+    assert cli.main(["serve", "--gallery", str(folder), "--pretrained", "none", "--cache-dir", "", "--workers", "0",
+                     "--host", "0.0.0.0", "--allowed-host", "box.lan"]) == 0
+    assert served["host"] == "0.0.0.0" and "answering the Host names 0.0.0.0, 127.0.0.1, ::1, box.lan, localhost" \
+        in capsys.readouterr().out
+    client = TestClient(served["app"])
+    assert client.get("/api/info", headers={"host": "box.lan:8000"}).status_code == 200
+    assert client.get("/api/info", headers={"host": "evil.example"}).status_code == 400

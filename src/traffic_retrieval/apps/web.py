@@ -3,7 +3,9 @@
 The gallery is encoded once at start-up; a query is one text encoding and one search. The
 server answers only two kinds of request that touch data: ``/api/search`` (parameters checked,
 errors as 4xx JSON) and ``/images/{name}``, which looks ``name`` up in the gallery's name
-table, so no user text ever becomes part of a file path.
+table, so no user text ever becomes part of a file path. It answers only requests addressed to a
+Host name it knows (``allowed_hosts``), so that a web page cannot reach it through a DNS name of
+its own rebound to 127.0.0.1 (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Collection, Iterator, Literal, Sequence
 from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
@@ -34,16 +36,42 @@ MAX_K = 100
 log = logging.getLogger(__name__)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+EVERY_ADDRESS = ("0.0.0.0", "::")
+
+
+def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> frozenset[str]:
+    """The Host names a server bound to ``bind`` answers: the address itself, the loopback names when
+    it is a loopback address or every address, and ``extra`` (``--allowed-host``; "*" allows any)."""
+    names = {bind, *extra} | (set(LOOPBACK) if bind in LOOPBACK + EVERY_ADDRESS else set())
+    return frozenset(name.lower() for name in names)
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port: "localhost:8000" -> "localhost", "[::1]:8000" -> "::1"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
 def create_app(
     gallery: Gallery, loaded: LoadedModel, vocab: Vocabulary, settings: QuerySettings = QuerySettings(),
-    max_k: int = MAX_K, max_query: int = MAX_QUERY,
+    max_k: int = MAX_K, max_query: int = MAX_QUERY, hosts: Collection[str] = allowed_hosts("127.0.0.1"),
 ) -> FastAPI:
-    """The web app over an already encoded gallery (no I/O here beyond serving its files)."""
+    """The web app over an already encoded gallery (no I/O here beyond serving its files), answering
+    requests whose Host is one of ``hosts`` and 400 to any other."""
     app = FastAPI(title="traffic-retrieval", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def known_hosts_only(request: Request, call_next):
+        if "*" not in hosts and host_name(request.headers.get("host", "")) not in hosts:
+            return _error(400, "unknown Host header: this server answers " + ", ".join(sorted(hosts)))
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:

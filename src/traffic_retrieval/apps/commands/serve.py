@@ -11,11 +11,13 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..arguments import query_settings
-    from ..web import create_app
+    from ..web import allowed_hosts, create_app
 
+    hosts = allowed_hosts(args.host, args.allowed_host)
     loaded, gallery, vocab = open_gallery(args)
-    app = create_app(gallery, loaded, vocab, query_settings(args))
-    print(f"{len(gallery)} images from {gallery.folder}; open http://{args.host}:{args.port}/")
+    app = create_app(gallery, loaded, vocab, query_settings(args), hosts=hosts)
+    print(f"{len(gallery)} images from {gallery.folder}; open http://{args.host}:{args.port}/ "
+          f"(answering the Host names {', '.join(sorted(hosts))}; --allowed-host adds one)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -27,10 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir, "
             "then serves a search page and a JSON API (/api/search?q=...&kind=auto&k=10&prompt=1) on HOST:PORT. "
-            "Writes nothing else."
+            "Writes nothing else. Answers only requests addressed to HOST (and localhost for a loopback or "
+            "0.0.0.0 HOST) or to an --allowed-host, 400 to others: a web page cannot reach it by DNS rebinding."
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a further Host name to answer, e.g. the machine's name when HOST is 0.0.0.0 (repeatable; "
+                        "'*' answers any)")
     add_gallery_arguments(p)
     p.set_defaults(func=run)
