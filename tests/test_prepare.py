@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -40,3 +41,16 @@ def test_prepare_writes_the_documented_files_identically_twice(tmp_path: Path, m
     for kind in ("vehicle", "pedestrian"):
         assert read_queries(prepared / f"test_{kind}_text.txt") == [q for q, k in zip(queries, kinds) if k == kind]
     assert (prepared / "pretrain.csv").is_file()
+
+
+def test_progress_bars_end_at_n_of_n(tmp_path: Path, capsys):
+    """A bar left at N-1/N reads as a step that stopped short: each bar of synth and prepare ends full."""
+    from traffic_retrieval.training.prepare import prepare
+
+    data = tmp_path / "datasets"
+    generate(data, train=12, val=4, test=8, seed=0, workers=1, progress=True)
+    prepare(data, progress=True)
+    err = capsys.readouterr().err
+    for bar, n in (("train", 12), ("val", 4), ("test", 8), ("check train images", 12), ("check val images", 4)):
+        last = [state for state in re.split(r"[\r\n]", err) if state.startswith(f"{bar}:")][-1]
+        assert f"| {n}/{n} [" in last, last

@@ -68,8 +68,8 @@ def readable_labels(labels: Sequence[Label], images: Path, what: str = "images",
     pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))  # decoding releases the GIL
     try:
         errors = []
-        for path, error in zip(paths, tqdm(pool.map(why_unreadable, paths), total=len(paths),
-                                           desc=f"check {what}", disable=not progress)):
+        checked = tqdm(pool.map(why_unreadable, paths), total=len(paths), desc=f"check {what}", disable=not progress)
+        for error, path in zip(checked, paths):  # the bar first, so that it is exhausted and ends at N/N
             if error is not None:
                 if strict:
                     raise InputError(path, None, f"unreadable image: {error} (without --strict it is left out)")
