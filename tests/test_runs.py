@@ -4,14 +4,13 @@ checked before a run is continued, so that resuming never mixes two runs."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from traffic_retrieval.apps import cli
 from traffic_retrieval.core.fileio import InputError
-from traffic_retrieval.training import runs
+from traffic_retrieval.training import runs, train
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -50,13 +49,13 @@ def test_a_folder_without_a_record_is_not_taken_over(tmp_path):
 def test_train_resume_with_another_seed_stops_before_the_loop_and_keeps_params_txt(tmp_path, monkeypatch, capsys):
     csv = tmp_path / "train.csv"
     csv.write_text("filepath\ttitle\n")
-    monkeypatch.setattr(subprocess, "call", lambda *a, **k: 0)  # the upstream loop: "trained", writes nothing
+    monkeypatch.setattr(train, "relayed", lambda *a, **k: 0)  # the upstream loop: "trained", writes nothing
     argv = ["train", "--train-csv", str(csv), "--logs", str(tmp_path / "log"), "--name", "r", "--epochs", "1"]
     assert cli.main(argv) == 1  # the loop ran (and, here, wrote no checkpoint)
     run = tmp_path / "log" / "r"
     (run / "params.txt").write_text("seed: 0\n")
     before, _ = _tree(run), capsys.readouterr()
-    monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("the upstream loop ran"))
+    monkeypatch.setattr(train, "relayed", lambda *a, **k: pytest.fail("the upstream loop ran"))
     assert cli.main(argv + ["--resume", "--seed", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {run}: holds a run made with other parameters (")

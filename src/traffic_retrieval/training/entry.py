@@ -8,7 +8,10 @@ no copied code:
   (``weights/epoch_N.safetensors``, retrieval/weights.py), which is what inference reads;
 - the model is built directly on its device (ViT-bigG-14: no 10 GB detour through host memory), a
   resumed checkpoint is memory-mapped rather than read into each rank's memory, and the peak GPU
-  memory is logged at the end.
+  memory is logged at the end;
+- the console stays readable: the model description and parameter list (~150 lines a run) go to
+  ``out.log`` and ``params.txt`` only, and no memory is pinned without CUDA (torch warned about it
+  at every run on a CPU).
 
 Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] <open_clip_train args>``,
 directly or under ``torchrun``; ``traffic_retrieval.training.train`` builds that command line.
@@ -85,6 +88,25 @@ def mmap_load(path, map_location=None):
     return upstream_pt_load(path, map_location=map_location)
 
 
+class NoModelDescription(logging.Filter):
+    """Drops, on the console only, the upstream loop's model description ("Model:" and the module
+    tree) and parameter list ("Params:" and "  name: value" lines); ``out.log`` and ``params.txt``
+    keep them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.pathname != upstream.__file__:
+            return True
+        message = record.getMessage()
+        return not (message in ("Model:", "Params:") or message.startswith("  ") or "\n" in message)
+
+
+class UnpinnedWithoutCuda(torch.utils.data.DataLoader):
+    """The upstream loop asks every DataLoader to pin memory; without CUDA there is nothing to pin
+    it for, and torch says so in a warning at each run."""
+
+    def __init__(self, *args, pin_memory: bool = False, **kwargs):
+        super().__init__(*args, pin_memory=pin_memory and torch.cuda.is_available(), **kwargs)
+
 
 class CpuDDP(torch.nn.parallel.DistributedDataParallel):
     """DDP that drops ``device_ids=[cpu]``: the upstream loop passes its device always, and torch
@@ -117,6 +139,9 @@ def main(argv: list[str]) -> int:
         for name in list(logging.root.manager.loggerDict):
             if name.split(".")[0] in ("torch", "PIL", "matplotlib"):
                 logging.getLogger(name).setLevel(logging.WARNING)
+        for handler in logging.root.handlers:
+            if type(handler) is logging.StreamHandler:  # the console, not out.log (a FileHandler)
+                handler.addFilter(NoModelDescription())
 
     upstream.setup_logging = setup_logging_quietly
     upstream_data.CsvDataset.__getitem__ = skipping_unreadable(upstream_data.CsvDataset.__getitem__)
@@ -129,6 +154,7 @@ def main(argv: list[str]) -> int:
         logging.info(f"exported the weights of epoch {epoch} ({str(dtype).removeprefix('torch.')}) to {path}")
 
     torch.save = saving_atomically(torch.save, export)
+    upstream_data.DataLoader = UnpinnedWithoutCuda
     torch.nn.parallel.DistributedDataParallel = CpuDDP
     upstream.pt_load = mmap_load
     if on_cuda:

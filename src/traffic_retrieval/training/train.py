@@ -220,6 +220,17 @@ def shaping_parameters(job: TrainJob, p: TrainPlan) -> dict:
             "processes": job.nproc, **tuned}
 
 
+def relayed(command: list[str], env: dict) -> int:
+    """Run ``command``, its output relayed line by line to this process's ``sys.stderr``, and return
+    its exit code. In a notebook that stream is the cell's, shown once; a child writing to the
+    inherited file descriptor instead was shown twice (the kernel echoes what it captures there)."""
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as child:
+        for line in child.stdout:
+            sys.stderr.write(line)
+        return child.wait()
+
+
 def final_checkpoint(logs: Path, name: str, epochs: int) -> Path:
     return Path(logs) / name / "checkpoints" / f"epoch_{epochs}.pt"
 
@@ -234,7 +245,7 @@ def train(job: TrainJob, settings: Optional[TrainSettings] = None) -> Path:
     p = plan(job, settings)
     claim_run(job.run_dir, "train", shaping_parameters(job, p))
     free_gpu_memory()  # a notebook kernel may still cache the augmentation model's memory
-    code = subprocess.call(p.command, env=p.env)
+    code = relayed(p.command, p.env)
     checkpoint = final_checkpoint(job.logs, job.name, settings.epochs)
     if code != 0:
         raise TrainingError(f"open_clip_train exited with code {code}; see {job.run_dir / 'out.log'}")
