@@ -347,7 +347,7 @@ WRITES = re.compile(
 )
 # Writers that are not atomic by themselves, and why that is safe.
 NOT_ATOMIC = {
-    ("synthetic/generate.py", "(images / item.name).write_bytes(data)"): "into a temporary split folder that is renamed whole",
+    ("synthetic/generate.py", "(images / item.name).write_bytes(data)"): "into the temporary dataset folder that is swapped in whole",
 }
 
 
