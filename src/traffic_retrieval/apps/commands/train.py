@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Reads the OpenCLIP CSVs written by prepare (tab-separated filepath, title). Writes "
             "LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt (the latest only), "
             "weights/epoch_N.safetensors (every epoch, weights only: what infer reads), tensorboard/} through "
-            "open_clip_train, with square padding in the image transform. Defaults: the A3R settings for "
+            "open_clip_train, with square padding in the image transform, and LOGS/NAME/run.json, the parameters "
+            "that shape the run (--resume with other ones stops, saying what differs). Defaults: the A3R settings for "
             "ViT-bigG-14 (lr 4e-7, batch 25 per GPU, warmup 10000 divided by --nproc, wd 0.01, cosine, bf16 AMP, "
             "gradient checkpointing when the memory estimate needs it); for the tiny model, settings that train "
             "it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). --dry-run prints the exact "
@@ -62,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{opt}", type=typ, default=None, help="default: the model's preset")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on when the memory estimate exceeds 80%% of the GPU's memory")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its latest checkpoint (with the parameters it was started with)")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false")
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun, DDP; gloo on CPU)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present; "
