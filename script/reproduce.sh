@@ -4,8 +4,10 @@
 # parameters it was made with: re-running over it with other ones stops with a message saying what
 # differs, so give such a run its own run_name. Each execution is kept, never overwritten, as
 # log/notebooks/reproduce-DATE-TIME.ipynb.
+# .venv is set up first when it is missing (script/setup.sh), so a fresh clone needs this command alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash script/setup.sh
 mkdir -p log/notebooks
 .venv/bin/papermill --log-output --progress-bar notebooks/reproduce.ipynb \
     "log/notebooks/reproduce-$(date +%Y%m%d-%H%M%S).ipynb" "$@"
