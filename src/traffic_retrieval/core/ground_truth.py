@@ -16,7 +16,7 @@ from typing import Optional
 from .attributes import looks_like_flags, parse_flags
 from .fileio import InputError, read_text_lines
 from .images import is_image_name
-from .labels import SEP, parse_label_line
+from .labels import SEP, parse_label_lines
 from .routing import route
 from .vocab import Vocabulary, packaged_vocabulary
 
@@ -53,12 +53,7 @@ def _read_organisers(path: str | Path, lines: list[tuple[int, str]], vocab: Voca
 
 
 def _read_label_file(path: str | Path, lines: list[tuple[int, str]]) -> GroundTruth:
-    labels = []
-    for number, text in lines:
-        try:
-            labels.append(parse_label_line(text))
-        except ValueError as e:
-            raise InputError(path, number, str(e)) from None
+    labels = parse_label_lines(path, lines)
     by_attribute: dict[str, set[str]] = defaultdict(set)
     for label in labels:
         by_attribute[_attribute_key(label.attribute)].add(label.image)

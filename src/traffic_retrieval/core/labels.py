@@ -57,6 +57,11 @@ def read_labels(path: str | Path, allow_empty: bool = True) -> list[Label]:
     lines = read_text_lines(path, LABEL_FILE)
     if not lines and not allow_empty:
         raise InputError(path, None, f"no labels (the file is empty or blank); expected {LABEL_FILE}")
+    return parse_label_lines(path, lines)
+
+
+def parse_label_lines(path: str | Path, lines: Iterable[tuple[int, str]]) -> list[Label]:
+    """The labels of numbered lines of ``path``; InputError names the first malformed one."""
     labels = []
     for number, text in lines:
         try:
