@@ -100,20 +100,25 @@ def test_gallery_encoding_killed_continues_to_the_same_submission(tmp_path, chec
     for i in range(24):
         _image(gallery / f"g{i:02d}.jpg", i)
     (data / "test" / "test_text.txt").write_text("This is a red Audi SUV.\nA white Truck.\nA man with a backpack.\n")
-    args = ["infer", "--data", str(data), "--chunk", "4", "--batch-size", "2", "--workers", "1",
+    args = ["infer", "--data", str(data), "--chunk", "4", "--batch-size", "3", "--workers", "1",
             "--pretrained", str(checkpoint)]
 
     run([*args, "--out", str(tmp_path / "whole.json"), "--cache-dir", str(tmp_path / "cache-whole")], tmp_path)
     cache = tmp_path / "cache"
     resume = [*args, "--out", str(tmp_path / "resumed.json"), "--cache-dir", str(cache)]
-    kill_when(resume, tmp_path, lambda: any(cache.glob("gallery-*.parts/*.npz")))
-    assert not (tmp_path / "resumed.json").exists() and not list(cache.glob("gallery-*.npz"))
-    done = {int(p.stem) * 4 for p in cache.glob("gallery-*.parts/*.npz")}
+    kill_when(resume, tmp_path, lambda: any(cache.glob("gallery-*/shard-*.sizes.npy")))
+    assert not (tmp_path / "resumed.json").exists() and not list(cache.glob("gallery-*/manifest.json"))
+    finished = {p: p.stat().st_mtime_ns for p in cache.glob("gallery-*/shard-*[0-9].npy")
+                if p.with_name(p.name.replace(".npy", ".sizes.npy")).is_file()}
     rerun = run(resume, tmp_path)
     assert (tmp_path / "resumed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
-    encoded = {int(start) for start in re.findall(r"encode images (\d+)-\d+/24:\s+0%", rerun.stderr)}
-    assert encoded == set(range(0, 24, 4)) - done  # the parts on disk were not encoded again
-    assert not list(cache.glob("*.parts")) and not list(cache.glob(".*.tmp"))
+    # one loader over the images of the missing shards alone (batches of 3 straddle shards of 4)
+    todo = 6 - len(finished)
+    assert {int(n) for n in re.findall(r"encode images \((\d+) of 6 shards to write\)", rerun.stderr)} == {todo}
+    assert re.search(rf" {4 * todo}/{4 * todo} \[", rerun.stderr)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # not encoded again
+    store = next(cache.glob("gallery-*"))
+    assert (store / "manifest.json").is_file() and not list(store.glob(".*.tmp")) and not list(cache.glob(".*.tmp"))
 
 
 def test_training_killed_resumes_from_its_last_checkpoint(tmp_path):

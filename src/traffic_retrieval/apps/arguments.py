@@ -33,6 +33,17 @@ def positive(text: str) -> int:
     return value
 
 
+def gibibytes(text: str) -> int:
+    """argparse type: a positive number of GiB, as bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return int(value * 2**30)
+
+
 def add_data_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"challenge layout root (default {DEFAULT_DATA})")
 
@@ -46,9 +57,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "folder (its latest weights), or none for random weights (scores mean nothing)")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when present)")
-    p.add_argument("--batch-size", type=positive, default=64)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    p.add_argument("--cache-dir", type=optional_path, default=DEFAULT_CACHE, help="embedding cache ('' disables)")
+    p.add_argument("--batch-size", type=positive, default=None,
+                   help="images a batch (default: the machine's choice, 256 where CUDA is present, else 64)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes (default: the machine's choice, one a core up to 16 where CUDA "
+                        "is present, else 0: on a CPU the model's threads use every core and workers compete with them)")
+    p.add_argument("--cache-dir", type=optional_path, default=DEFAULT_CACHE,
+                   help="embedding store: half-precision shards written as they are encoded ('' disables: in memory)")
+    p.add_argument("--memory-budget", type=gibibytes, default=None, metavar="GIB",
+                   help="memory an exact search over the gallery may hold in blocks (default: a quarter of the machine's)")
     p.add_argument("--strict", action="store_true",
                    help="abort at the first unreadable image instead of skipping it (never ranking it)")
 
@@ -82,8 +99,9 @@ def model_settings(a: argparse.Namespace):
 def encode_settings(a: argparse.Namespace, chunk: Optional[int] = None):
     from ..retrieval.encode import EncodeSettings
 
-    return EncodeSettings(a.batch_size, a.workers, chunk or getattr(a, "chunk", None) or EncodeSettings.chunk,
-                          a.cache_dir, a.strict)
+    machine = {name: value for name, value in (("batch_size", a.batch_size), ("workers", a.workers)) if value is not None}
+    return EncodeSettings(**machine, chunk=chunk or getattr(a, "chunk", None) or EncodeSettings.chunk,
+                          cache_dir=a.cache_dir, strict=a.strict, memory_budget=a.memory_budget)
 
 
 def rerank_settings(a: argparse.Namespace) -> Optional[RerankSettings]:

@@ -1,15 +1,17 @@
 """Encoding: gallery images in batches through DataLoader workers, query texts once each.
 
-Embeddings are L2-normalised float32 rows. An image that cannot be read gives a zero row and
-``ok = False``; it is reported by path and never ranked (``strict``: an InputError instead).
+Embeddings are L2-normalised float32 rows. An image that cannot be read gives a zero row,
+``ok = False`` and size 0 x 0; it is reported by path and never ranked (``strict``: an InputError
+instead). Batch size and workers default to the machine (``machine_batch_size``, ``machine_workers``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,20 +26,43 @@ from .models import LoadedModel
 log = logging.getLogger(__name__)
 
 
+CUDA_BATCH, CPU_BATCH = 256, 64
+MAX_WORKERS = 16
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity: a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_batch_size() -> int:
+    """Images a batch where the model will run: large on CUDA, where a batch fills the GPU; small on a CPU."""
+    return CUDA_BATCH if torch.cuda.is_available() else CPU_BATCH
+
+
+def machine_workers() -> int:
+    """DataLoader workers: on CUDA, one a core up to 16, so that decoding keeps up with the GPU; on a
+    CPU none, since the model's own threads already use every core and workers compete with them
+    (measured on 2 cores: docs/speed-and-scale.md, section 1)."""
+    return min(cpu_cores(), MAX_WORKERS) if torch.cuda.is_available() else 0
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How a gallery is encoded: batches, loader workers, resumable cache chunks."""
+    """How a gallery is encoded and read back: batches and loader workers (by default the machine's
+    choice), resumable cache chunks, and the memory a search over it may hold."""
 
-    batch_size: int = 64
-    workers: int = 2
-    chunk: int = 2048  # images per resumable cache part
-    cache_dir: Optional[Path] = None  # None: no cache
+    batch_size: int = field(default_factory=machine_batch_size)
+    workers: int = field(default_factory=machine_workers)
+    chunk: int = 2048  # images per resumable shard of the cache
+    cache_dir: Optional[Path] = None  # None: no cache (the embeddings stay in memory)
     strict: bool = False  # an unreadable image aborts instead of being skipped
     progress: bool = True
+    memory_budget: Optional[int] = None  # bytes of blocks a search may hold (None: rank.default_budget())
 
 
 class ImageFiles(Dataset):
-    """(tensor, ok) per path; an unreadable image gives ok=False."""
+    """(tensor, ok, (width, height)) per path; an unreadable image gives ok=False and size 0 x 0."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable, flip: bool = False):
         self.paths, self.transform, self.flip = list(paths), transform, flip
@@ -48,13 +73,14 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int):
         try:
             with Image.open(self.paths[i]) as im:
+                size = im.size  # the header's, as core.images.image_kind reads it
                 im.load()
                 if self.flip:
                     im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-                return self.transform(im), True
+                return self.transform(im), True, size
         except Exception as e:  # any decoder error: reported by path, never fatal here
             log.warning("unreadable image %s: %s", self.paths[i], e)
-            return None, False
+            return None, False, (0, 0)
 
 
 def require_readable(paths: Sequence[Path], ok: np.ndarray) -> None:
@@ -72,39 +98,52 @@ def require_readable(paths: Sequence[Path], ok: np.ndarray) -> None:
 
 def _collate(batch):
     ok = torch.tensor([b[1] for b in batch])
+    sizes = torch.tensor([b[2] for b in batch], dtype=torch.int32).reshape(len(batch), 2)
     shape = next((b[0].shape for b in batch if b[1]), None)
     if shape is None:
-        return None, ok
-    return torch.stack([b[0] if b[1] else torch.zeros(shape) for b in batch]), ok
+        return None, ok, sizes
+    return torch.stack([b[0] if b[1] else torch.zeros(shape) for b in batch]), ok, sizes
 
 
 @torch.no_grad()
+def encode_batches(
+    loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(), flip: bool = False,
+    desc: str = "encode images",
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(L2-normalised embeddings float32, readable mask, image sizes) a batch at a time, in order, through
+    one DataLoader over every path (its workers live for the whole pass; pinned memory when the model
+    is on CUDA); ``settings.strict`` raises InputError at the first batch holding an unreadable image."""
+    cuda = loaded.device.type == "cuda"
+    loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=settings.batch_size,
+                        num_workers=settings.workers, collate_fn=_collate, pin_memory=cuda)
+    dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 1
+    done = 0
+    with tqdm(total=len(paths), desc=desc, unit="image", disable=not settings.progress) as bar:
+        for images, ok, sizes in loader:
+            if images is None:
+                emb = np.zeros((len(ok), dim), np.float32)
+            else:
+                with loaded.autocast():
+                    features = loaded.model.encode_image(images.to(loaded.device, non_blocking=cuda), normalize=True)
+                emb = features.float().cpu().numpy()
+                emb[~ok.numpy()] = 0.0
+            if settings.strict:
+                require_readable(paths[done:], ok.numpy())
+            done += len(ok)
+            bar.update(len(ok))
+            yield emb, ok.numpy(), sizes.numpy()
+
+
 def encode_images(
     loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(), flip: bool = False,
     desc: str = "encode images",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised image embeddings (float32, n x d) and a mask of images that could be read;
-    ``settings.strict`` raises InputError at the first batch holding an unreadable image."""
-    loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=settings.batch_size,
-                        num_workers=settings.workers, collate_fn=_collate, persistent_workers=False)
-    dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else None
-    embeddings, oks = [], []
-    for images, ok in tqdm(loader, desc=desc, unit="batch", disable=not settings.progress):
-        if images is None:
-            embeddings.append(np.zeros((len(ok), dim or 1), np.float32))
-        else:
-            with loaded.autocast():
-                features = loaded.model.encode_image(images.to(loaded.device), normalize=True)
-            embeddings.append(features.float().cpu().numpy())
-        if settings.strict:
-            require_readable(paths[len(oks) * settings.batch_size:], ok.numpy())
-        oks.append(ok.numpy())
-    if not embeddings:
-        return np.zeros((0, dim or 0), np.float32), np.zeros(0, bool)
-    emb = np.concatenate(embeddings)
-    ok = np.concatenate(oks)
-    emb[~ok] = 0.0
-    return emb, ok
+    """L2-normalised image embeddings (float32, n x d) and a mask of images that could be read, in memory."""
+    batches = list(encode_batches(loaded, paths, settings, flip, desc))
+    if not batches:
+        dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 0
+        return np.zeros((0, dim), np.float32), np.zeros(0, bool)
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 @torch.no_grad()
@@ -122,35 +161,3 @@ def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 25
         return np.zeros((0, 0), np.float32)
     row = {text: i for i, text in enumerate(distinct)}
     return np.concatenate(out)[[row[t] for t in texts]]
-
-
-# ------------------------------------------------------------------ sharding across ranks
-
-def encode_images_sharded(
-    loaded: LoadedModel, paths: Sequence[Path], rank: int, world_size: int, settings: EncodeSettings = EncodeSettings(),
-) -> tuple[np.ndarray, np.ndarray]:
-    """This rank's share of a gallery, images ``rank, rank + world_size, ...`` (``merge_shards`` restores
-    the order); striding, not contiguous blocks, keeps the shares equal to one image."""
-    return encode_images(loaded, list(paths)[rank::world_size], settings)
-
-
-def merge_shards(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-rank (embeddings, ok), in rank order, back into gallery order."""
-    world = len(parts)
-    n = sum(len(e) for e, _ in parts)
-    emb = np.zeros((n, max(e.shape[1] for e, _ in parts)), np.float32)
-    ok = np.zeros(n, bool)
-    for rank, (e, o) in enumerate(parts):
-        emb[rank::world], ok[rank::world] = e, o
-    return emb, ok
-
-
-def encode_images_distributed(
-    loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each rank of the initialised ``torch.distributed`` group encodes its shard; every rank gets the
-    whole gallery back, in order (``all_gather_object``: works on gloo and NCCL alike)."""
-    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    parts: list = [None] * world
-    torch.distributed.all_gather_object(parts, encode_images_sharded(loaded, paths, rank, world, settings))
-    return merge_shards(parts)

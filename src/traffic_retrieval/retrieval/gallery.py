@@ -1,14 +1,17 @@
 """A gallery ready to search: image names, embeddings, readable mask, and optionally a kind per
 image and a vector index over the same rows.
 
-``Gallery.search`` is the one place a ranking is computed (dense blocked product, or the faiss
-index when there is one). Images are found by name in the gallery's own table, never by joining a
-user's text onto a folder: that table is the only way ``serve`` reaches a file.
+``Gallery.search`` is the one place a ranking is computed (exact, streamed within the memory
+budget, or the index when there is one). The embeddings are the store's shards on disk (or an
+array in memory without a cache), read a block or a few rows at a time. Images are found by name
+in the gallery's own table, never by joining a user's text onto a folder: that table is the only
+way ``serve`` reaches a file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,13 +19,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..core.fileio import InputError
-from ..core.images import image_kind, list_images
+from ..core.images import list_images
 from .encode import EncodeSettings, require_readable
 from .index import VectorIndex
 from .models import LoadedModel
 from .rank import topk_blocked
 from .rerank import tta_gallery
-from .store import gallery_embeddings
+from .shards import Embeddings, Shards
+from .store import embed_gallery
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +44,14 @@ class Gallery:
     """An encoded gallery: the backend every search runs on."""
 
     names: list[str]
-    embeddings: np.ndarray  # n x d, L2-normalised
+    embeddings: "np.ndarray | Shards"  # n x d, L2-normalised: float32 rows in memory, or the store's on disk
     ok: np.ndarray  # readable images; the others are never returned
     kinds: Optional[np.ndarray] = None  # "vehicle" | "pedestrian" per image (by shape), for a kind filter
     index: Optional[VectorIndex] = None  # a faiss index over the same rows, searched instead when given
     folder: Optional[Path] = None
+    budget: Optional[int] = None  # bytes an exact search may hold in blocks (None: rank.default_budget())
     _by_name: dict[str, int] = field(init=False, repr=False)
+    _of_kind: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (len(self.names) == len(self.embeddings) == len(self.ok)) or (
@@ -60,10 +66,18 @@ class Gallery:
         """Scores and indices (n_queries x <=k), best first, over readable images of ``kind`` (None: all)."""
         if kind is not None and self.kinds is None:
             raise ValueError("this gallery has no image kinds to filter by")
-        valid = self.ok if kind is None else self.ok & (self.kinds == kind)
+        valid = self.ok if kind is None else self.ok & self._kind_mask(kind)
         if self.index is not None:
-            return self.index.search(query_emb, k, valid)
-        return topk_blocked(query_emb, self.embeddings, k, valid=valid)
+            return self.index.search(query_emb, k, valid, self.budget)
+        return topk_blocked(query_emb, self.embeddings, k, valid=valid, budget=self.budget)
+
+    def _kind_mask(self, kind: str) -> np.ndarray:
+        """Images of ``kind``, compared once per kinds table (a comparison of millions of strings would
+        cost a typed query more than its search)."""
+        cached = self._of_kind.get(kind)
+        if cached is None or cached[0] is not self.kinds:
+            cached = self._of_kind[kind] = (self.kinds, self.kinds == kind)
+        return cached[1]
 
     def path(self, name: str) -> Optional[Path]:
         """The file of a gallery image by exact name, or None when the name is not in the table or
@@ -79,36 +93,42 @@ def encode_gallery(
     index: Optional[VectorIndex] = None,
 ) -> Gallery:
     """The gallery of ``paths``: from ``index`` when given (it must hold exactly these images, encoded by
-    this model), else encoded through the store; with flip TTA, averaged with the horizontal flips."""
+    this model), else encoded through the store; with flip TTA, averaged with the horizontal flips
+    (read into memory: flip TTA is for galleries that fit it). Each image's kind comes from the size
+    recorded when it was encoded."""
     if index is not None:
         if flip_tta:
             raise InputError(index.source or "index", None,
                              "--flip-tta encodes the gallery twice; it does not combine with --index")
         index.check(loaded, [p.name for p in paths])
-        emb, ok = index.embeddings(), index.ok
+        stored: Embeddings = index.store
         if settings.strict:
-            require_readable(paths, ok)
+            require_readable(paths, stored.ok)
     else:
-        emb, ok = gallery_embeddings(loaded, paths, settings)
+        stored = embed_gallery(loaded, paths, settings)
+    emb = stored.rows
     if flip_tta:
-        emb = tta_gallery(emb, gallery_embeddings(loaded, paths, settings, flip=True)[0])
-    if not ok.all():
-        log.warning("%d of %d gallery images are unreadable and will not be returned", (~ok).sum(), len(ok))
-    return Gallery([p.name for p in paths], emb, ok, index=index)
+        emb = tta_gallery(np.asarray(emb), np.asarray(embed_gallery(loaded, paths, settings, flip=True).rows))
+    if not stored.ok.all():
+        log.warning("%d of %d gallery images are unreadable and will not be returned", (~stored.ok).sum(),
+                    len(stored.ok))
+    return Gallery([p.name for p in paths], emb, stored.ok, stored.kinds, index=index, budget=settings.memory_budget)
 
 
 def open_folder(
     loaded: LoadedModel, folder: Path, settings: EncodeSettings = EncodeSettings(), index: Optional[VectorIndex] = None,
 ) -> Gallery:
-    """The gallery of an image folder for search and serve: files linked from outside it are left out,
-    and each image gets a kind by its shape for the kind filter."""
+    """The gallery of an image folder for search and serve: files linked from outside it are left out
+    (only the folder's symbolic links are resolved: its listing says which they are)."""
     folder = Path(folder)
     paths = list_images(folder)
-    outside = [p for p in paths if not inside(p, folder)]
+    with os.scandir(folder) as entries:
+        links = {entry.name for entry in entries if entry.is_symlink()}
+    outside = {p.name for p in paths if p.name in links and not inside(p, folder)}
     if outside:
-        log.warning("%d gallery entries point outside %s and are left out, e.g. %s", len(outside), folder, outside[0])
-        paths = [p for p in paths if inside(p, folder)]
+        log.warning("%d gallery entries point outside %s and are left out, e.g. %s", len(outside), folder,
+                    folder / sorted(outside)[0])
+        paths = [p for p in paths if p.name not in outside]
     gallery = encode_gallery(loaded, paths, settings, index=index)
-    gallery.kinds = np.array([image_kind(p) for p in paths], dtype=object)
     gallery.folder = folder
     return gallery

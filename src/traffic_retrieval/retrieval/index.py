@@ -1,15 +1,26 @@
-"""index: a persisted faiss vector index over an encoded gallery, for galleries a dense
-texts x images product no longer fits.
+"""index: a persisted index over a gallery's embedding store, for galleries that an exact search
+no longer answers fast enough.
 
-``traffic-retrieval index`` encodes the gallery (through the embedding cache) and writes
-``OUT/table.json`` (image names, unreadable images, model, kind) and ``OUT/index-<id>.faiss``.
-The index file is written first, the table last, each atomically; the table names its index file,
-so a reader sees the old pair or the new one, never a mix. Row i of the index is image i of the
-table, unreadable images included (as zero vectors) so that rows and names never drift apart;
-searches exclude them.
+``traffic-retrieval index`` encodes the gallery into the store (``store.py``) and writes an index
+folder: ``OUT/embeddings-<id>/`` (the store's shards, image sizes and manifest: hard links to the
+cache where the file system allows, copies elsewhere), ``OUT/index-<id>.faiss`` for an approximate
+kind, and ``OUT/table.json`` last, which names both, each atomically: a reader sees the old set or
+the new one, never a mix. The table holds the kind, its parameters and the model identity; the
+embeddings folder the names, each image's size (so its kind) and the rows; ``search`` and
+``serve`` start from it without opening an image. Row i is image i, unreadable images included
+(zero rows) so that rows and names never drift apart; searches exclude them.
 
-Kinds: ``flat`` is exact inner product (brute force, BLAS); ``hnsw`` and ``ivf`` are approximate,
-and the subcommand measures their recall@10 against exact when it builds them.
+Kinds, each built from the shards a block at a time (never the whole gallery in memory):
+
+- ``flat``: exact; no faiss file, a search streams the shards within the memory budget.
+- ``ivfpq`` (the approximate default): inverted lists of product-quantised codes in memory (80
+  bytes an image at dim 1280, against 2,560 for the float16 row); the best ``refine`` x k
+  candidates by their codes are re-scored exactly from the shards.
+- ``hnsw``: a graph over float16 copies of the rows in memory; fast, but as large as the gallery.
+
+The approximate kinds' search depth is tuned when they are built: the least value of a ladder
+whose recall@10 against exact reaches ``RECALL_TARGET`` on half of the sample queries (``nprobe``,
+then ``refine``, for ivfpq; ``efSearch`` for hnsw), reported on the other half.
 """
 
 from __future__ import annotations
@@ -17,10 +28,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -30,139 +42,223 @@ import numpy as np
 from ..core.fileio import InputError, atomic_write_text
 from .encode import EncodeSettings, encode_texts
 from .models import LoadedModel
-from .rank import topk_blocked
-from .store import gallery_embeddings, weights_digest
+from .rank import default_budget, row_blocks, topk_blocked
+from .shards import Embeddings, write_store
+from .store import embed_gallery, model_identity
 
-KINDS = ("flat", "hnsw", "ivf")
+KINDS = ("flat", "ivfpq", "hnsw")
 TABLE = "table.json"
-# recall@10 1.0 on the tiny model's embeddings, 0.998 on 20,000 random unit vectors, 0.925 on 100,000
-# (docs/speed-and-scale.md: random vectors are an approximate index's worst case)
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 512
+FORMAT = 2  # of the table (1: names and a faiss copy of every vector in the index folder)
+RECALL_TARGET = 0.95  # recall@10 against exact that the tuned search depth reaches on the tuning queries
+TUNE_QUERIES = 2000  # sample queries: half tune the depth, half report its recall
+HNSW_M, HNSW_EF_CONSTRUCTION = 32, 80
+EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+REFINE_LADDER = (5, 10, 20, 40, 80)  # ivfpq: candidates re-scored exactly, per result asked for
+PQ_DIMS = 16  # ivfpq: dimensions per product-quantiser code byte (1280 -> 80 bytes)
 
 
 def ivf_lists(n: int) -> int:
-    """Inverted lists for n vectors: about 4 sqrt(n), with at least 39 training points per list."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+    """Inverted lists for n vectors: about 2 sqrt(n) (2,828 for 2M), with at least 39 training points per
+    list. Fewer, longer lists than faiss's usual 4-16 sqrt(n): training and assigning cost n x lists x d,
+    which is most of a build on a few cores, while scanning PQ codes is cheap."""
+    return max(1, min(int(2 * math.sqrt(n)), n // 39))
 
 
-def _new_index(kind: str, dim: int, n: int, ef_search: Optional[int], nprobe: Optional[int]) -> faiss.Index:
-    if kind == "flat":
-        return faiss.IndexFlatIP(dim)
+def pq_shape(dim: int, n: int) -> tuple[int, int]:
+    """(sub-quantisers, bits each) of the product quantiser: ``PQ_DIMS`` dimensions a code byte (the
+    largest divisor of ``dim`` at or below dim / PQ_DIMS), 8 bits, fewer where a small gallery cannot
+    train 256 centroids (39 training points each)."""
+    m = next(m for m in range(max(1, dim // PQ_DIMS), 0, -1) if dim % m == 0)
+    return m, max(1, min(8, int(math.log2(max(n, 2) / 39)) if n >= 78 else 1))
+
+
+def nprobe_ladder(nlist: int) -> list[int]:
+    return sorted({min(nlist, 2 ** i) for i in range(int(math.log2(nlist)) + 2)})
+
+
+def _new_faiss(kind: str, dim: int, n: int) -> faiss.Index:
+    if kind == "ivfpq":
+        m, bits = pq_shape(dim, n)
+        return faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, ivf_lists(n), m, bits, faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = ef_search or HNSW_EF_SEARCH
-        return index
-    if kind == "ivf":
-        lists = ivf_lists(n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = min(lists, nprobe or max(1, lists // 4))
         return index
     raise ValueError(f"index kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
 
-def _search_params(
-    index: faiss.Index, kind: str, sel: Optional[faiss.IDSelector], exhaustive: bool = False,
-) -> Optional[faiss.SearchParameters]:
-    """Parameters restricting a search to ``sel`` (None: no restriction); ``exhaustive`` makes an IVF
-    search visit every list, that is, exact."""
-    if kind == "hnsw":
-        return faiss.SearchParametersHNSW(sel=sel, efSearch=index.hnsw.efSearch) if sel else None
-    if kind == "ivf":
-        nprobe = index.nlist if exhaustive else index.nprobe
-        return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe) if sel or exhaustive else None
-    return faiss.SearchParameters(sel=sel) if sel else None
-
-
-MODEL_KEYS = ("model", "pretrained", "square_pad", "weights")
-
-
-def model_meta(loaded: LoadedModel) -> dict:
-    """What makes two encodings of one gallery comparable (weights: a random initialisation's digest)."""
-    return dict(zip(MODEL_KEYS, (loaded.name, loaded.pretrained, loaded.square_pad, weights_digest(loaded))))
+def _selector(allowed: np.ndarray) -> Optional[faiss.IDSelector]:
+    """A faiss selector of the allowed rows (None: all): a bitmap, n / 8 bytes, cheap to make per query
+    (a list of excluded ids is not, for a kind filter that excludes half the gallery)."""
+    if allowed.all():
+        return None
+    bitmap = np.packbits(allowed, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    selector.referenced_objects = [bitmap]  # faiss's idiom: the bitmap lives as long as the selector
+    return selector
 
 
 @dataclass
 class VectorIndex:
-    """A faiss index whose row i is gallery image ``names[i]``."""
+    """An index whose row i is gallery image ``store.names[i]``; the rows themselves are the store's."""
 
-    index: faiss.Index
-    names: list[str]
-    ok: np.ndarray  # readable images; the others are never returned
-    kind: str
-    meta: dict  # what built it (model, pretrained, square_pad, weights), checked by ``check``
+    store: Embeddings
+    kind: str = "flat"
+    index: Optional[faiss.Index] = None  # None for flat
+    params: dict = field(default_factory=dict)  # search depth and what it was tuned to
     source: Optional[Path] = None  # the folder it was loaded from, for messages
+    budget: Optional[int] = None  # bytes its exact searches may hold in blocks (None: rank.default_budget())
 
     @classmethod
-    def build(
-        cls, embeddings: np.ndarray, names: Sequence[str], kind: str = "flat", ok: Optional[np.ndarray] = None,
-        meta: Optional[dict] = None, ef_search: Optional[int] = None, nprobe: Optional[int] = None,
-    ) -> "VectorIndex":
-        """Index L2-normalised ``embeddings`` (n x d) of the images ``names``, in that order."""
-        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if len(emb) != len(names):
-            raise ValueError(f"{len(emb)} embeddings for {len(names)} names")
-        ok = np.ones(len(emb), bool) if ok is None else np.asarray(ok, bool)
-        index = _new_index(kind, emb.shape[1], len(emb), ef_search, nprobe)
-        if kind == "ivf":
-            index.train(emb[ok] if ok.any() else emb)
-            index.make_direct_map()  # so that rows can be read back (``embeddings``)
-        index.add(emb)
-        return cls(index, list(names), ok, kind, dict(meta or {}))
+    def build(cls, store: Embeddings, kind: str = "flat", budget: Optional[int] = None) -> "VectorIndex":
+        """Index ``store``'s rows, a block of ``budget`` bytes at a time; an approximate kind is trained on
+        a sample of the readable rows. The search depth is left at the top of its ladder (exact for
+        ivfpq) until ``tune`` or ``set_depth``."""
+        if kind == "flat":
+            return cls(store, kind, budget=budget)
+        rows, ok = store.rows, store.ok
+        readable = np.flatnonzero(ok) if ok.any() else np.arange(len(rows))
+        index = _new_faiss(kind, rows.shape[1], len(readable))
+        if kind == "ivfpq":
+            wanted = max(64 * index.nlist, 39 * 2 ** index.pq.nbits)
+            sample = np.sort(np.random.default_rng(0).choice(readable, min(len(readable), wanted), replace=False))
+            # a gallery of a few images repeats them: k-means needs as many points as centroids
+            sample = np.resize(sample, max(len(sample), 2 ** index.pq.nbits, index.nlist))
+            index.train(np.ascontiguousarray(rows[sample], dtype=np.float32))
+        per_row = rows.shape[1] * 6
+        for _, block in row_blocks(rows, max(1, (budget or default_budget()) // 4 // per_row)):
+            index.add(block)
+        built = cls(store, kind, index, budget=budget)
+        built.set_depth(nprobe_ladder(index.nlist)[-1] if kind == "ivfpq" else EF_LADDER[-1])
+        if kind == "ivfpq":
+            built.params["refine"] = REFINE_LADDER[-1]
+        return built
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.store.names)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Readable images; the others are never returned."""
+        return self.store.ok
+
+    @property
+    def names(self) -> list[str]:
+        return self.store.names
 
     @property
     def dim(self) -> int:
-        return self.index.d
+        return self.store.rows.shape[1]
 
-    def embeddings(self) -> np.ndarray:
-        """The indexed vectors, in gallery order (what re-ranking needs)."""
-        return self.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), np.float32)
+    @property
+    def depth_name(self) -> Optional[str]:
+        return {"ivfpq": "nprobe", "hnsw": "ef_search"}.get(self.kind)
+
+    def set_depth(self, value: int) -> None:
+        """How far an approximate search looks: lists probed (ivfpq) or graph candidates (hnsw)."""
+        if self.kind == "ivfpq":
+            self.index.nprobe = value = min(int(value), self.index.nlist)
+        elif self.kind == "hnsw":
+            self.index.hnsw.efSearch = value = int(value)
+        self.params[self.depth_name] = value
+
+    def tune(self, queries: np.ndarray, k: int = 10, target: float = RECALL_TARGET,
+             depth: Optional[int] = None) -> tuple[int, float]:
+        """The least depth of the ladder whose recall@k against exact on half of ``queries`` reaches
+        ``target`` (set on the index; ``depth`` instead when given), and its recall on the other half.
+        For ivfpq the lists probed are tuned first, re-scoring the most candidates, then the candidates
+        re-scored: how far the codes mislead is a property of the data, apart from where its neighbours lie."""
+        half = max(1, len(queries) // 2)
+        tuning = queries[:half]
+        held_out = queries[half:] if len(queries) > 1 else tuning
+        exact = topk_blocked(tuning, self.store.rows, k, valid=self.ok, budget=self.budget)[1]
+
+        def least(ladder: Sequence[int], apply) -> None:
+            for value in ladder:
+                apply(value)
+                if recall(self.search(tuning, k)[1], exact) >= target:
+                    return
+
+        if depth:
+            self.set_depth(depth)
+        else:
+            least(nprobe_ladder(self.index.nlist) if self.kind == "ivfpq" else EF_LADDER, self.set_depth)
+        if self.kind == "ivfpq":
+            least(REFINE_LADDER, lambda value: self.params.update(refine=value))
+        self.params.update({"tuned_for_recall@10": target, "recall@10": recall_at_k(self, held_out, k),
+                            "recall_queries": len(held_out)})
+        return self.params[self.depth_name], self.params["recall@10"]
 
     def search(
-        self, query_emb: np.ndarray, k: int, valid: Optional[np.ndarray] = None,
+        self, query_emb: np.ndarray, k: int, valid: Optional[np.ndarray] = None, budget: Optional[int] = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row indices (n_queries x min(k, allowed rows)), best first, over readable images
-        (and, given ``valid``, only those rows): the contract of ``rank.topk_blocked``."""
+        (and, given ``valid``, only those rows): the contract of ``rank.topk_blocked``. An approximate
+        search that reaches fewer than k allowed rows (a strict filter) is redone exactly for those queries."""
         allowed = self.ok if valid is None else self.ok & np.asarray(valid, bool)
         k = min(k, int(allowed.sum()))
         q = np.ascontiguousarray(query_emb, dtype=np.float32)
-        if k == 0 or not len(q):
-            return np.zeros((len(q), k), np.float32), np.zeros((len(q), k), np.int64)
-        excluded = np.flatnonzero(~allowed).astype(np.int64)
-        batch = faiss.IDSelectorBatch(excluded) if len(excluded) else None  # referenced here while searching
-        sel = faiss.IDSelectorNot(batch) if batch is not None else None
-        scores, indices = self.index.search(q, k, params=_search_params(self.index, self.kind, sel))
+        budget = budget or self.budget
+        if self.kind == "flat" or k == 0 or not len(q):
+            return topk_blocked(q, self.store.rows, k, valid=allowed, budget=budget)
+        sel = _selector(allowed)
+        if self.kind == "ivfpq":
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
+            _, candidates = self.index.search(q, k * self.params["refine"], params=params)
+            scores, indices = self._rescore(q, candidates, k, budget)
+        else:
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=self.index.hnsw.efSearch) if sel else None
+            scores, indices = self.index.search(q, k, params=params)
         short = np.flatnonzero((indices < 0).any(axis=1))
-        if len(short):  # an approximate search reached fewer than k allowed rows: redo those rows exactly
-            exact, kind = (faiss.downcast_index(self.index.storage), "flat") if self.kind == "hnsw" else (
-                self.index, self.kind)
-            scores[short], indices[short] = exact.search(q[short], k, params=_search_params(exact, kind, sel, True))
+        if len(short):
+            scores[short], indices[short] = topk_blocked(q[short], self.store.rows, k, valid=allowed, budget=budget)
+        return scores, indices
+
+    def _rescore(self, q: np.ndarray, candidates: np.ndarray, k: int, budget: Optional[int]):
+        """Exact scores of the approximate candidates (rows read from the shards), the best k of them."""
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        indices = np.full((len(q), k), -1, np.int64)
+        block = max(1, (budget or default_budget()) // 8 // max(1, candidates.shape[1] * self.dim * 6))
+        for start in range(0, len(q), block):
+            cand = candidates[start:start + block]
+            rows = self.store.rows[np.maximum(cand, 0)]
+            exact = np.einsum("nd,nkd->nk", q[start:start + block], rows)
+            exact[cand < 0] = -np.inf
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            top = np.take_along_axis(exact, order, axis=1)
+            scores[start:start + len(cand), :order.shape[1]] = top
+            indices[start:start + len(cand), :order.shape[1]] = np.where(np.isfinite(top),
+                                                                         np.take_along_axis(cand, order, axis=1), -1)
         return scores, indices
 
     def save(self, directory: str | Path) -> Path:
-        """Write the index file, then the table that names it (the commit point); stale index files go."""
+        """Write the embeddings folder and the index file, then the table that names them (the commit
+        point); the files of an earlier index go."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        index_file = f"index-{uuid.uuid4().hex[:12]}.faiss"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{index_file}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / index_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        table = {"index_file": index_file, "kind": self.kind, "dim": self.dim, "count": len(self),
-                 **self.meta, "unreadable": np.flatnonzero(~self.ok).tolist(), "names": self.names}
-        atomic_write_text(directory / TABLE, json.dumps(table, indent=0))
-        for stale in directory.glob("index-*.faiss"):
-            if stale.name != index_file:
-                stale.unlink(missing_ok=True)
+        tag = uuid.uuid4().hex[:12]
+        embeddings = f"embeddings-{tag}"
+        _place_store(self.store, directory / embeddings)
+        index_file = None
+        if self.index is not None:
+            index_file = f"index-{tag}.faiss"
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{index_file}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                faiss.write_index(self.index, tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, directory / index_file)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                shutil.rmtree(directory / embeddings, ignore_errors=True)
+                raise
+        table = {"format": FORMAT, "kind": self.kind, "index_file": index_file, "embeddings": embeddings,
+                 "dim": self.dim, "count": len(self), "params": self.params, **self.store.meta}
+        atomic_write_text(directory / TABLE, json.dumps(table, indent=1))
+        for stale in [*directory.glob("index-*.faiss"), *directory.glob("embeddings-*")]:
+            if stale.name not in (index_file, embeddings):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         return directory
 
     @classmethod
@@ -173,61 +269,92 @@ class VectorIndex:
             raise InputError(directory, None, f"no {TABLE}: not an index folder (build one with traffic-retrieval index)")
         try:
             table = json.loads(table_path.read_text(encoding="utf-8"))
-            index = faiss.read_index(str(directory / table["index_file"]))
-        except (ValueError, KeyError, RuntimeError) as e:
+        except ValueError as e:
             raise InputError(table_path, None, f"unreadable index: {e}") from None
-        names = table.pop("names")
-        if index.ntotal != len(names) or index.d != table["dim"]:
-            raise InputError(table_path, None, f"index holds {index.ntotal} vectors of dimension {index.d}, "
-                                               f"the table {len(names)} names of dimension {table['dim']}")
-        ok = np.ones(len(names), bool)
-        ok[np.asarray(table.pop("unreadable"), np.int64)] = False
-        meta = {k: v for k, v in table.items() if k not in ("index_file", "kind", "dim", "count")}
-        return cls(index, names, ok, table["kind"], meta, directory)
+        if table.get("format") != FORMAT:
+            raise InputError(table_path, None, "an index of an earlier version of traffic-retrieval: rebuild it "
+                                               "with traffic-retrieval index")
+        store = Embeddings.open(directory / table["embeddings"])
+        index = None
+        if table["index_file"]:
+            try:
+                index = faiss.read_index(str(directory / table["index_file"]))
+            except RuntimeError as e:
+                raise InputError(table_path, None, f"unreadable index: {e}") from None
+        if (index is not None and index.ntotal != len(store.names)) or store.rows.shape[1] != table["dim"]:
+            raise InputError(table_path, None, f"index holds {index.ntotal if index else len(store.names)} vectors "
+                                               f"of dimension {store.rows.shape[1]}, the table {table['count']} of "
+                                               f"dimension {table['dim']}: rebuild it")
+        return cls(store, table["kind"], index, table.get("params", {}), directory)
 
     def check(self, loaded: LoadedModel, names: Sequence[str]) -> None:
-        """InputError unless the index was built by this model from exactly these images."""
+        """InputError unless the index was built by this model (its whole identity, ``model_identity``)
+        from exactly these images."""
         source = self.source or "index"
-        if "model" in self.meta and model_meta(loaded) != {k: self.meta.get(k) for k in MODEL_KEYS}:
-            built = ", ".join(f"{k} {self.meta.get(k)}" for k in MODEL_KEYS[:3])
-            used = ", ".join(f"{k} {v}" for k, v in list(model_meta(loaded).items())[:3])
-            raise InputError(source, None, f"index built with {built} (weights {str(self.meta.get('weights'))[:12]}); "
-                                           f"this run uses {used}: rebuild it")
+        built, used = self.store.meta.get("identity"), model_identity(loaded)
+        if built != used:
+            differs = [key for key in used if (built or {}).get(key) != used[key]]
+            shown = ", ".join(f"{key} {str((built or {}).get(key))[:60]} (this run: {str(used[key])[:60]})"
+                              for key in differs)
+            raise InputError(source, None, f"index built with another model or weights ({shown}): rebuild it")
         if list(names) != self.names:
             first = next((i for i, (a, b) in enumerate(zip(names, self.names)) if a != b), min(len(names), len(self)))
             raise InputError(source, None, f"index holds {len(self)} images, the gallery {len(names)}, differing "
                                            f"from position {first}: rebuild it with traffic-retrieval index")
 
 
+def _place_store(store: Embeddings, target: Path) -> None:
+    """The store's files in ``target``: hard links (no copy, no extra disk) where the file system
+    allows, else copies; a store in memory is written there."""
+    if store.folder is None:
+        write_store(target, np.asarray(store.rows), store.names, store.sizes, store.meta)
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for path in store.files():
+        try:
+            os.link(path, target / path.name)
+        except OSError:  # another file system, or one without links
+            shutil.copyfile(path, target / path.name)
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each exact top-k row that ``found`` holds."""
+    return float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(found, exact)])) if len(exact) else 1.0
+
+
 def recall_at_k(index: VectorIndex, queries: np.ndarray, k: int = 10) -> float:
-    """Mean share of the exact top-k (brute force over the same vectors) that ``index`` returns."""
-    _, approx = index.search(queries, k)
-    _, exact = topk_blocked(queries, index.embeddings(), k, valid=index.ok)
-    return float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx, exact)]))
+    """Recall@k of ``index`` against exact search over the same rows."""
+    exact = topk_blocked(queries, index.store.rows, k, valid=index.ok, budget=index.budget)[1]
+    return recall(index.search(queries, k)[1], exact)
 
 
 def build_index(
     loaded: LoadedModel, paths: Sequence[Path], out: Path, kind: str = "flat", encode: EncodeSettings = EncodeSettings(),
-    ef_search: Optional[int] = None, nprobe: Optional[int] = None, queries: Sequence[str] = (),
+    depth: Optional[int] = None, queries: Sequence[str] = (),
 ) -> tuple[VectorIndex, str]:
-    """Encode the gallery ``paths`` (through the store) and write its index to ``out``; returns the
-    index and a line to print (with recall@10 against exact for an approximate kind, on ``queries``
-    or, without them, on a sample of the gallery's own embeddings)."""
-    emb, ok = gallery_embeddings(loaded, paths, encode)
+    """Encode the gallery ``paths`` into the store and write its index to ``out``; returns the index and
+    a line to print. An approximate kind's depth is ``depth`` when given, else tuned (``VectorIndex.tune``)
+    on ``queries`` or, without them, on a sample of the gallery's own rows."""
+    store = embed_gallery(loaded, paths, encode)
+    store.meta["gallery"] = str(Path(paths[0]).parent) if paths else None
     start = time.perf_counter()
-    meta = {**model_meta(loaded), "gallery": str(Path(paths[0]).parent) if paths else None}
-    index = VectorIndex.build(emb, [p.name for p in paths], kind, ok, meta, ef_search, nprobe)
+    index = VectorIndex.build(store, kind, encode.memory_budget)
     seconds = time.perf_counter() - start
-    index.save(out)
-    line = f"indexed {len(index)} images ({int((~ok).sum())} unreadable) as {kind} in {seconds:.2f} s -> {out}"
-    if kind != "flat" and ok.any():
+    line = f"indexed {len(index)} images ({int((~index.ok).sum())} unreadable) as {kind} in {seconds:.2f} s"
+    if kind != "flat" and index.ok.any():
         if queries:
-            sample = encode_texts(loaded, list(queries)[:1000])
+            sample = encode_texts(loaded, list(dict.fromkeys(queries))[:TUNE_QUERIES])
         else:
-            readable = emb[ok]
-            sample = readable[np.random.default_rng(0).choice(len(readable), min(1000, len(readable)), replace=False)]
-        line += f"; recall@10 against exact on {len(sample)} queries: {recall_at_k(index, sample):.4f}"
-    return index, line
+            readable = np.flatnonzero(index.ok)
+            rows = np.sort(np.random.default_rng(0).choice(readable, min(TUNE_QUERIES, len(readable)), replace=False))
+            sample = store.rows[rows]
+        _, held_out = index.tune(sample, depth=depth)
+        depths = ", ".join(f"{key} {index.params[key]}" for key in (index.depth_name, "refine") if key in index.params)
+        line += (f"; {depths} (the least reaching recall@10 {RECALL_TARGET} on {max(1, len(sample) // 2)} queries"
+                 f"{', ' + index.depth_name + ' as given' if depth else ''}); recall@10 against exact on "
+                 f"{index.params['recall_queries']} other queries: {held_out:.4f}")
+    index.save(out)
+    return index, line + f" -> {out}"
 
 
 def load_index(directory: Optional[Path]) -> Optional[VectorIndex]:

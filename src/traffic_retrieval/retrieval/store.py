@@ -1,25 +1,29 @@
-"""The embedding store: a gallery's embeddings cached on disk, keyed by content.
+"""The embedding store: a gallery's embeddings written to disk as they are made, keyed by content.
 
-The key covers the model name, its weights (checkpoint path, size and mtime, or a digest of a
-random initialisation), the inference precision, the transform, and each image's name, size and
-mtime, so a changed gallery or checkpoint is re-encoded. Encoding is written in chunks, each
-atomically, so an interrupted run continues where it stopped.
+``CACHE/gallery-KEY/`` holds half-precision shards, one per chunk of ``settings.chunk`` images, each
+written atomically as soon as its images are encoded, and a manifest once every shard is there
+(``shards.py``). An interrupted encoding continues with the missing shards; under torchrun each
+rank writes its own shards into the same folder and rank 0 seals it. The key covers the model's
+identity (``model_identity``), horizontal flipping, and each image's name, size and mtime, so a
+changed gallery or checkpoint is encoded anew; nothing holds the gallery in memory twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..core.fileio import atomic_open
-from .encode import EncodeSettings, encode_images, require_readable
+from ..core.fileio import UserError
+from .encode import EncodeSettings, encode_batches, require_readable
 from .models import LoadedModel
+from .shards import MANIFEST, Embeddings, finish_store, shard_done, write_shard
+
+FORMAT = 2  # of the store folder (1: one .npz of float32 rows)
 
 
 def _file_stamp(path: Path) -> list:
@@ -45,54 +49,115 @@ def weights_digest(loaded: LoadedModel) -> Optional[str]:
     return digest.hexdigest()
 
 
-def cache_key(loaded: LoadedModel, paths: Sequence[Path], flip: bool) -> str:
-    """Content key of a gallery encoding."""
+def model_identity(loaded: LoadedModel) -> dict:
+    """What makes two encodings by a model comparable, the one identity that the store's key and
+    manifest and an index's table record: model name, ``pretrained``, the checkpoint file (resolved
+    path, size and mtime, so that weights rewritten at the same path, as retraining into the same
+    run folder does, are another identity), inference precision, square padding and transform, and
+    a random initialisation's digest."""
     checkpoint = None
     if loaded.pretrained and Path(loaded.pretrained).is_file():
-        checkpoint = [str(Path(loaded.pretrained).resolve()), *_file_stamp(Path(loaded.pretrained))[1:]]
-    payload = {
-        "model": loaded.name, "pretrained": loaded.pretrained, "checkpoint": checkpoint, "weights": weights_digest(loaded),
-        "flip": flip, "square_pad": loaded.square_pad, "transform": repr(loaded.preprocess),
-        "images": [str(Path(paths[0]).parent.resolve()) if paths else None] + [_file_stamp(Path(p)) for p in paths],
-    }
-    if loaded.precision != "fp32":  # fp32 keys stay as they were before precision was part of the key
-        payload["precision"] = loaded.precision
+        path = Path(loaded.pretrained)
+        checkpoint = [str(path.resolve()), *_file_stamp(path)[1:]]
+    return {"model": loaded.name, "pretrained": loaded.pretrained, "checkpoint": checkpoint,
+            "weights": weights_digest(loaded), "precision": loaded.precision, "square_pad": loaded.square_pad,
+            "transform": repr(loaded.preprocess)}
+
+
+def cache_key(loaded: LoadedModel, paths: Sequence[Path], flip: bool) -> str:
+    """Content key of a gallery encoding."""
+    payload = {"format": FORMAT, "identity": model_identity(loaded), "flip": flip,
+               "images": [str(Path(paths[0]).parent.resolve()) if paths else None] + [_file_stamp(Path(p)) for p in paths]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def gallery_embeddings(
-    loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(), flip: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and readable mask of a gallery, from the cache when it holds them; ``strict``
-    raises InputError at the first unreadable image, cached or not."""
+def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, n)) for start in range(0, n, max(1, chunk))]
+
+
+def _encode_chunks(loaded: LoadedModel, paths: Sequence[Path], todo: Sequence[tuple[int, int]], folder: Path,
+                   settings: EncodeSettings, flip: bool, total: int) -> None:
+    """Encode the chunks ``todo`` through one loader and write each chunk's shard as soon as it is
+    complete (a batch may straddle two chunks)."""
+    batches = encode_batches(loaded, [p for start, stop in todo for p in paths[start:stop]], settings, flip,
+                             desc=f"encode images ({len(todo)} of {total} shards to write)")
+    left: tuple = ()
+    try:
+        for start, stop in todo:
+            pieces, need = [], stop - start
+            while need:
+                if not left or not len(left[0]):
+                    left = next(batches)
+                take = min(need, len(left[0]))
+                pieces.append([part[:take] for part in left])
+                left, need = tuple(part[take:] for part in left), need - take
+            emb, _, sizes = (np.concatenate(column) for column in zip(*pieces))
+            write_shard(folder, start, emb, sizes)
+    finally:
+        batches.close()  # the loader's workers end with it
+
+
+def write_shards(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings, flip: bool = False,
+                 rank: int = 0, world: int = 1) -> tuple[Path, list[tuple[int, int]]]:
+    """Encode this rank's missing shards (chunks ``rank, rank + world, ...``) into the store folder of
+    the gallery; returns the folder and the bounds of every shard."""
+    folder = Path(settings.cache_dir) / f"gallery-{cache_key(loaded, paths, flip)}"
+    bounds = chunk_bounds(len(paths), settings.chunk)
+    if (folder / MANIFEST).is_file():
+        return folder, bounds
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = bounds[rank::world]
+    todo = [(start, stop) for start, stop in mine if not shard_done(folder, start, stop)]
+    if todo:
+        _encode_chunks(loaded, paths, todo, folder, settings, flip, len(mine))
+    return folder, bounds
+
+
+def _seal(loaded: LoadedModel, paths: Sequence[Path], folder: Path, bounds: list, flip: bool) -> Embeddings:
+    if (folder / MANIFEST).is_file():
+        return Embeddings.open(folder)
+    for stale in folder.glob(".*.tmp"):  # left by a write that a kill interrupted
+        stale.unlink(missing_ok=True)
+    meta = {"key": folder.name.removeprefix("gallery-"), "identity": model_identity(loaded), "flip": flip}
+    return finish_store(folder, bounds, [p.name for p in paths], meta)
+
+
+def embed_gallery(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(),
+                  flip: bool = False) -> Embeddings:
+    """The gallery's embeddings: from its store folder under ``settings.cache_dir``, encoding what is
+    missing first; without a cache, encoded into memory. ``strict`` raises InputError at the first
+    unreadable image, stored or not."""
     if settings.cache_dir is None:
-        return encode_images(loaded, paths, settings, flip)
-    key = cache_key(loaded, paths, flip)
-    final = Path(settings.cache_dir) / f"gallery-{key}.npz"
-    if final.is_file():
-        with np.load(final) as z:
-            if settings.strict:
-                require_readable(paths, z["ok"])
-            return z["embeddings"], z["ok"]
-    parts = Path(settings.cache_dir) / f"gallery-{key}.parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    embeddings, oks = [], []
-    chunk = settings.chunk
-    for n, start in enumerate(range(0, len(paths), chunk)):
-        part = parts / f"{n:06d}.npz"
-        if not part.is_file():
-            emb, ok = encode_images(loaded, paths[start:start + chunk], settings, flip,
-                                    desc=f"encode images {start}-{min(start + chunk, len(paths))}/{len(paths)}")
-            with atomic_open(part, "wb") as f:
-                np.savez(f, embeddings=emb, ok=ok)
-        with np.load(part) as z:
-            if settings.strict:
-                require_readable(paths[start:start + chunk], z["ok"])
-            embeddings.append(z["embeddings"])
-            oks.append(z["ok"])
-    emb = np.concatenate(embeddings) if embeddings else np.zeros((0, 0), np.float32)
-    ok = np.concatenate(oks) if oks else np.zeros(0, bool)
-    with atomic_open(final, "wb") as f:
-        np.savez(f, embeddings=emb, ok=ok)
-    shutil.rmtree(parts, ignore_errors=True)
-    return emb, ok
+        batches = list(encode_batches(loaded, paths, settings, flip))
+        dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 0
+        emb = np.concatenate([b[0] for b in batches]) if batches else np.zeros((0, dim), np.float32)
+        sizes = np.concatenate([b[2] for b in batches]) if batches else np.zeros((0, 2), np.int32)
+        return Embeddings([p.name for p in paths], emb, sizes, {"identity": model_identity(loaded), "flip": flip})
+    stored = _seal(loaded, paths, *write_shards(loaded, paths, settings, flip), flip)
+    if settings.strict:
+        require_readable(paths, stored.ok)
+    return stored
+
+
+def gallery_embeddings(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(),
+                       flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 rows in memory, readable mask) of ``embed_gallery``: for steps that fit a model on the
+    whole matrix (attribute heads); searches read the store a block at a time instead."""
+    stored = embed_gallery(loaded, paths, settings, flip)
+    return np.asarray(stored.rows, dtype=np.float32), stored.ok
+
+
+def embed_gallery_distributed(loaded: LoadedModel, paths: Sequence[Path],
+                              settings: EncodeSettings = EncodeSettings()) -> Embeddings:
+    """Inside an initialised ``torch.distributed`` group: each rank encodes its share of the shards
+    into ``settings.cache_dir`` (a folder every rank sees), rank 0 seals the store, and every rank
+    opens it from disk (no embeddings travel between ranks)."""
+    if settings.cache_dir is None:
+        raise UserError("sharded encoding writes its shards to a cache folder that every rank sees: set cache_dir")
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    folder, bounds = write_shards(loaded, paths, settings, rank=rank, world=world)
+    torch.distributed.barrier()
+    if rank == 0:
+        _seal(loaded, paths, folder, bounds, False)
+    torch.distributed.barrier()
+    return Embeddings.open(folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..arguments import add_data_argument, add_model_arguments, encode_settings, model_settings
+from ..arguments import add_data_argument, add_model_arguments, encode_settings, model_settings, positive
 
 
 def run(a: argparse.Namespace) -> int:
@@ -19,30 +19,35 @@ def run(a: argparse.Namespace) -> int:
     require_writable(a.out, "the index", folder=True)
     paths = gallery_images(a.gallery or layout.images("test"))
     queries = read_queries(layout.queries) if layout.queries.is_file() else []
-    _, line = build_index(load_model(model_settings(a)), paths, a.out, a.kind, encode_settings(a), a.ef_search,
-                          a.nprobe, queries)
+    depth = {"ivfpq": a.nprobe, "hnsw": a.ef_search}.get(a.kind)
+    _, line = build_index(load_model(model_settings(a)), paths, a.out, a.kind, encode_settings(a), depth, queries)
     print(line)
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ...retrieval.index import HNSW_EF_SEARCH, KINDS
+    from ...retrieval.index import KINDS, RECALL_TARGET
 
     p = subparsers.add_parser(
         "index",
         help="encode the gallery into a persisted faiss index that infer, search and serve can use",
         description=(
             "Reads the images of --gallery (default DATA/test/test_images), encoding them once into --cache-dir. "
-            "Writes OUT/table.json (image names, unreadable images, model) and OUT/index-<id>.faiss, atomically. "
-            "flat is exact inner product; hnsw and ivf are approximate and print their recall@10 against exact "
-            "(on DATA/test/test_text.txt when present, else on gallery images)."
+            "Writes OUT/embeddings-<id>/ (the gallery's half-precision shards, image names and sizes: links to the "
+            "cache where the file system allows), OUT/index-<id>.faiss for an approximate kind, and OUT/table.json "
+            "(kind, search depth, model), each atomically. flat is exact, streamed from the shards; ivfpq and hnsw "
+            f"are approximate: their search depth is tuned to the least reaching recall@10 {RECALL_TARGET} against "
+            "exact on half of the queries of DATA/test/test_text.txt (else of gallery images), and their recall "
+            "on the other half is printed."
         ),
     )
     add_data_argument(p)
     p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
     p.add_argument("--out", type=Path, required=True, help="index folder to write")
-    p.add_argument("--kind", choices=KINDS, default="flat", help="flat (exact, default), hnsw or ivf (approximate)")
-    p.add_argument("--ef-search", type=int, default=None, help=f"hnsw: candidates per search (default {HNSW_EF_SEARCH})")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: lists searched (default a quarter of them)")
+    p.add_argument("--kind", choices=KINDS, default="flat",
+                   help="flat (exact, default), ivfpq (approximate, compressed: for millions of images) or hnsw "
+                        "(approximate, holds the gallery in memory)")
+    p.add_argument("--ef-search", type=positive, default=None, help="hnsw: candidates per search (default: tuned)")
+    p.add_argument("--nprobe", type=positive, default=None, help="ivfpq: lists searched (default: tuned)")
     add_model_arguments(p)
     p.set_defaults(func=run)
