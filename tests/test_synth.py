@@ -21,7 +21,7 @@ from traffic_retrieval.core.captions import parse_pedestrian_caption, parse_vehi
 from traffic_retrieval.core.labels import read_labels, read_queries
 from traffic_retrieval.core.vocab import extract_vocabulary, packaged_vocabulary
 from traffic_retrieval.synthetic.pedestrians import PEDESTRIAN_ASPECT, render_pedestrian
-from traffic_retrieval.synthetic.vehicles import VEHICLE_ASPECT, emblem_code, render_vehicle
+from traffic_retrieval.synthetic.vehicles import VEHICLE_ASPECT, badge_code, render_vehicle
 
 from conftest import shared_file  # noqa: E402 (tests/ is on sys.path under pytest)
 SIZES = {"train": 100, "val": 20, "test": 60, "pretrain": 30}  # 210 images: enough to use the worker pool
@@ -238,8 +238,8 @@ def test_vehicle_colour_type_and_brand_change_the_drawing():
         render_vehicle(Vehicle("grey", "Chery"), np.random.default_rng(0), "web")
 
 
-def test_brand_emblems_are_distinct():
-    assert len({emblem_code(b) for b in VOCAB.brands}) == len(VOCAB.brands)
+def test_brand_badges_are_distinct():
+    assert len({badge_code(b) for b in VOCAB.brands}) == len(VOCAB.brands)
 
 
 def test_cli_writes_dataset_and_preview(tmp_path):

@@ -54,6 +54,10 @@ def _rendered(items: Sequence[Item], pool, progress: bool, desc: str):
 
 
 MARKER = "synthetic.json"
+# The drawing's revision, in the marker: bumped whenever what a seed draws changes (2: the brand's
+# badge became a two-colour code that survives the surveillance degradation), so that a dataset of an
+# older drawing is drawn again instead of being taken for the current one.
+REVISION = 2
 SYNTHETIC_DATA = Path("data/synthetic")  # never data/datasets, where the README puts the real data
 
 
@@ -69,7 +73,7 @@ def synthetic_root(seed: int, train: int, val: int, test: int, pretrain: int = 0
 
 def marker(sizes: dict[str, int], seed: int, vehicle_fraction: Optional[float]) -> dict:
     """What a generation writes, as its marker file records it."""
-    return {"generator": "traffic-retrieval synth", "version": __version__, "seed": seed,
+    return {"generator": "traffic-retrieval synth", "version": __version__, "revision": REVISION, "seed": seed,
             "sizes": {split: int(sizes.get(split, 0)) for split in SPLITS}, "vehicle_fraction": vehicle_fraction}
 
 
