@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
-TINY_MODEL = "TR-ViT-Tiny"  # 64 px ViT, trains from scratch on 2 CPUs in minutes
+TINY_VIT = "TR-ViT-Tiny"  # 64 px ViT, trains from scratch on 2 CPUs in minutes
+CONV_MODEL = "TR-ResNet-Tiny"  # the same text tower with timm's resnet10t as the image tower, 64 px
+TINY_MODEL = TINY_VIT  # the default where nothing names a model (random weights in tests, a bare checkpoint)
 BIG_MODEL, BIG_PRETRAINED = "ViT-bigG-14", "laion2b_s39b_b160k"  # the seed's backbone
 
 

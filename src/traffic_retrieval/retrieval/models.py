@@ -36,10 +36,12 @@ def register_configs() -> None:
         _registered = True
 
 
-def with_square_pad(transform: Compose, square_pad: bool = True) -> Compose:
+def with_square_pad(transform: Compose, square_pad: bool = True, degrade: Optional[Callable] = None) -> Compose:
     """An OpenCLIP transform with RGB conversion (and square padding) in front: the same
-    function serves training, augmentation and inference."""
-    return Compose([to_rgb, *([SquarePad()] if square_pad else []), *transform.transforms])
+    function serves training, augmentation and inference. ``degrade`` (training only) alters the
+    crop before it is padded, as a camera would (training/degrade.py)."""
+    return Compose([to_rgb, *([degrade] if degrade else []), *([SquarePad()] if square_pad else []),
+                    *transform.transforms])
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class LoadedModel:
 
     def autocast(self):
         return self.placement.autocast()
+
+    @property
+    def logit_scale(self) -> float:
+        """The learned temperature that turns a cosine similarity into CLIP's logit."""
+        return float(self.model.logit_scale.detach().exp())
 
 
 def _check_known(name: str, weights: Weights) -> None:

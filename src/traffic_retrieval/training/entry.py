@@ -3,6 +3,8 @@ configs registered and its input transform (RGB + square padding) around OpenCLI
 no copied code:
 
 - an unreadable training image is logged and replaced by the next sample;
+- ``--degrade P`` degrades a share P of the training crops as a surveillance camera would
+  (training/degrade.py), before square padding;
 - checkpoints are written to a temporary file and renamed, so that ``--resume latest`` never picks a
   half-written ``epoch_N.pt``, and each epoch's weights are exported alone beside them
   (``weights/epoch_N.safetensors``, retrieval/weights.py), which is what inference reads;
@@ -13,7 +15,7 @@ no copied code:
   ``out.log`` and ``params.txt`` only, and no memory is pinned without CUDA (torch warned about it
   at every run on a CPU).
 
-Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] <open_clip_train args>``,
+Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] [--degrade P] <open_clip_train args>``,
 directly or under ``torchrun``; ``traffic_retrieval.training.train`` builds that command line.
 """
 
@@ -35,6 +37,7 @@ from ..core.fileio import atomic_open
 from ..retrieval.device import inference_precision
 from ..retrieval.models import register_configs, with_square_pad
 from ..retrieval.weights import EXPORT_DIR, export_weights
+from .degrade import Degradation, Degrade
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
@@ -118,16 +121,26 @@ class CpuDDP(torch.nn.parallel.DistributedDataParallel):
         super().__init__(module, device_ids=device_ids, **kwargs)
 
 
+def own_options(argv: list[str]) -> tuple[list[str], bool, float]:
+    """The upstream arguments without the package's own: ``--no-square-pad`` and ``--degrade P``."""
+    degrade = float(_option(argv, "--degrade") or 0.0)
+    if "--degrade" in argv:
+        i = argv.index("--degrade")
+        argv = argv[:i] + argv[i + 2:]
+    return [a for a in argv if a != "--no-square-pad"], "--no-square-pad" not in argv, degrade
+
+
 def main(argv: list[str]) -> int:
-    square_pad = "--no-square-pad" not in argv
-    argv = [a for a in argv if a != "--no-square-pad"]
+    argv, square_pad, degrade = own_options(argv)
     register_configs()
     create = upstream.create_model_and_transforms
+    degradation = Degrade(Degradation(probability=degrade)) if degrade > 0 else None
 
     def create_with_padding(*args, **kwargs):
         with torch.device(kwargs.get("device") or "cpu"):  # built where it trains
             model, preprocess_train, preprocess_val = create(*args, **kwargs)
-        return model, with_square_pad(preprocess_train, square_pad), with_square_pad(preprocess_val, square_pad)
+        return (model, with_square_pad(preprocess_train, square_pad, degradation),
+                with_square_pad(preprocess_val, square_pad))
 
     upstream.create_model_and_transforms = create_with_padding
     setup_logging = upstream.setup_logging

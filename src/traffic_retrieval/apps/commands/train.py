@@ -9,7 +9,7 @@ from pathlib import Path
 from ...retrieval.configs import TINY_MODEL
 
 OVERRIDES = (("epochs", int), ("batch-size", int), ("lr", float), ("warmup", int), ("wd", float),
-             ("precision", str), ("workers", int), ("seed", int))
+             ("precision", str), ("workers", int), ("seed", int), ("degrade", float))
 
 
 def run(args: argparse.Namespace) -> int:
