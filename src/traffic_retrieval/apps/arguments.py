@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..core.routing import DEFAULT_VEHICLE_PROMPT
 from ..retrieval.configs import TINY_MODEL
 from ..retrieval.rerank import METHODS, RerankSettings
+
+if TYPE_CHECKING:  # fusion imports torch: loaded only when --attributes is given
+    from ..retrieval.fusion import Fusion
 
 DEFAULT_DATA = Path("data/datasets")
 DEFAULT_CACHE = Path("data/cache")
@@ -82,6 +85,13 @@ def add_query_arguments(p: argparse.ArgumentParser, topk_default: int = 10) -> N
     p.add_argument("--rerank-top-k", type=positive, default=RerankSettings.top_k, help="candidates forming the consensus")
     p.add_argument("--rerank-weight", type=float, default=RerankSettings.weight, help="step towards the consensus")
     p.add_argument("--flip-tta", action="store_true", help="average gallery embeddings with their horizontal flips")
+    p.add_argument("--attributes", type=Path, default=None,
+                   help="attribute heads from traffic-retrieval attributes: fuse them with the similarity")
+    p.add_argument("--attribute-weight", type=float, default=0.5,
+                   help="weight of the attributes' log-likelihood against CLIP's logit (default 0.5, chosen on "
+                        "seed 1: docs/shift/select-seed1.txt)")
+    p.add_argument("--attribute-candidates", type=positive, default=1000,
+                   help="first-ranked candidates that fusion re-scores (default 1000)")
 
 
 def add_index_argument(p: argparse.ArgumentParser) -> None:
@@ -110,7 +120,17 @@ def rerank_settings(a: argparse.Namespace) -> Optional[RerankSettings]:
     return RerankSettings(method=a.rerank, top_k=a.rerank_top_k, weight=a.rerank_weight)
 
 
+def fusion_settings(a: argparse.Namespace) -> Optional[Fusion]:
+    """The attribute fusion of ``--attributes`` (heads loaded, and checked against the model, only when asked)."""
+    if a.attributes is None:
+        return None
+    from ..retrieval.fusion import AttributeHeads, Fusion
+
+    return Fusion(AttributeHeads.load(a.attributes), a.attribute_weight, a.attribute_candidates)
+
+
 def query_settings(a: argparse.Namespace):
     from ..retrieval.pipeline import QuerySettings
 
-    return QuerySettings(a.topk, a.vehicle_prompt, rerank_settings(a), a.rerank_candidates, a.flip_tta)
+    return QuerySettings(a.topk, a.vehicle_prompt, rerank_settings(a), a.rerank_candidates, a.flip_tta,
+                         fusion_settings(a))

@@ -19,6 +19,7 @@ COMMANDS = {
     "prepare": "vocabulary, per-kind label splits and OpenCLIP CSVs from the challenge layout",
     "augment": "complete partial vehicle labels (colour, type) with zero-shot CLIP",
     "train": "fine-tune with the upstream OpenCLIP training loop on the CSVs from prepare",
+    "attributes": "fit attribute heads over the image embeddings, for infer --attributes",
     "infer": "rank the gallery for every query and write a submission",
     "index": "encode the gallery into a persisted faiss index that infer, search and serve can use",
     "rerank": "adaption re-ranking of a top-N submission",

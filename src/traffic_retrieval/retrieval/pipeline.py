@@ -1,5 +1,5 @@
-"""The query pipeline: route -> prompt -> encode -> rank -> optional re-rank, one path for every
-command (infer, rerank, search, serve) and the ablation.
+"""The query pipeline: route -> prompt -> encode -> rank -> optional attribute fusion -> optional
+re-rank, one path for every command (infer, rerank, search, serve) and the ablation.
 
 ``rank_queries`` is the pipeline over an encoded ``Gallery``; ``infer`` is the step around it that
 reads a split of the challenge layout, loads the model and writes the submission.
@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..core.attribute_groups import query_targets
 from ..core.fileio import require_writable
 from ..core.images import unreadable_summary
 from ..core.layout import find_vocabulary, split_queries_and_gallery
@@ -23,6 +24,7 @@ from ..core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
 from ..core.submission import write_submission
 from ..core.vocab import Vocabulary
 from .encode import EncodeSettings, encode_texts
+from .fusion import Fusion, attribute_scores
 from .gallery import Gallery, encode_gallery
 from .index import load_index
 from .models import LoadedModel, ModelSettings, load_model
@@ -33,13 +35,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QuerySettings:
-    """What happens to queries: the prompt, how many names, re-ranking and flip TTA."""
+    """What happens to queries: the prompt, how many names, attribute fusion, re-ranking and flip TTA."""
 
     topk: int = 10
     vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT  # "" disables the prompt enhancement
     rerank: Optional[RerankSettings] = None
     candidates: int = 50  # first-ranked candidates that re-ranking reorders
     flip_tta: bool = False  # average gallery embeddings with their horizontal flips
+    fusion: Optional[Fusion] = None  # attribute heads fused with the similarity (retrieval/fusion.py)
 
     def __post_init__(self) -> None:
         if self.topk < 1 or self.candidates < 1:
@@ -77,19 +80,40 @@ def rank_queries(
     kinds = route(queries, vocab) if kind is None else [kind] * len(queries)
     texts = [enhance(q, k, settings.vehicle_prompt) for q, k in zip(queries, kinds)]
     query_emb = encode_texts(loaded, texts)
-    k = max(settings.topk, settings.candidates if settings.rerank else 0)
+    fusion = settings.fusion
+    k = max(settings.topk, settings.candidates if settings.rerank else 0, fusion.candidates if fusion else 0)
     if first is None:
         scores, first = gallery.search(query_emb, k, kind)
     else:
         scores = np.einsum("nd,nkd->nk", query_emb, gallery.embeddings[first]) if len(first) else first.astype(np.float32)
+    prior = None
+    if fusion is not None and len(first):
+        first, scores, prior = fuse(loaded, gallery, queries, kinds, vocab, fusion, first, scores)
     seconds = time.perf_counter() - start
     indices, scores, rerank_seconds = first[:, :settings.topk], scores[:, :settings.topk], 0.0
     if settings.rerank is not None:
         start = time.perf_counter()
-        indices, scores = rerank(query_emb, gallery.embeddings, first, settings.rerank, k=settings.topk)
+        n = settings.candidates
+        indices, scores = rerank(query_emb, gallery.embeddings, first[:, :n], settings.rerank, k=settings.topk,
+                                 prior=None if prior is None else prior[:, :n])
         rerank_seconds = time.perf_counter() - start
     return Ranking(list(queries), kinds, texts, gallery.names, query_emb, indices, scores, first, gallery.ok,
                    seconds, rerank_seconds)
+
+
+def fuse(
+    loaded: LoadedModel, gallery: Gallery, queries: Sequence[str], kinds: Sequence[str], vocab: Vocabulary,
+    fusion: Fusion, first: np.ndarray, scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first candidates re-ordered by similarity plus the attribute term (fusion.py), with their fused
+    scores and the attribute term alone, both in the similarity's units (divided by the logit scale)."""
+    fusion.heads.check(loaded.name, gallery.embeddings.shape[1])
+    groups = fusion.heads.groups
+    targets = np.array([query_targets(q, kd, vocab, groups) for q, kd in zip(queries, kinds)], np.int64)
+    prior = fusion.weight / loaded.logit_scale * attribute_scores(fusion.heads, targets, gallery.embeddings, first)
+    order = np.argsort(-(scores + prior), axis=1, kind="stable")
+    pick = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    return pick(first), pick(scores + prior), pick(prior)
 
 
 @dataclass

@@ -78,16 +78,21 @@ def kreciprocal_scores(query_emb: np.ndarray, gallery: np.ndarray, candidates: n
 
 
 def rerank(query_emb: np.ndarray, gallery: np.ndarray, candidates: np.ndarray, settings: RerankSettings = RerankSettings(),
-           k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+           k: int = 10, prior: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """Re-ranked top-k gallery indices (n x k) among each query's first candidates, and their scores.
 
     ``gallery`` is what the first ranking used (with flip TTA already applied, see tta_gallery); only
-    the candidates' rows are read, so a memory-mapped array serves as well as one in memory."""
+    the candidates' rows are read, so a memory-mapped array serves as well as one in memory.
+    ``prior`` (n x candidates, in the similarity's units) is added to every score, before and after
+    the adaptation: attribute fusion's term, kept through re-ranking. The candidates come best first
+    by similarity plus prior, so the consensus is taken over the fused ranking's top."""
     if settings.method == "kreciprocal":
         scores = kreciprocal_scores(query_emb, gallery, candidates, settings)
     else:
         adapted = adapt_queries(query_emb, gallery, candidates, settings)
         scores = np.concatenate([np.einsum("nd,nkd->nk", adapted[b:b + 1024], gallery[candidates[b:b + 1024]])
                                  for b in range(0, len(adapted), 1024)])
+    if prior is not None:
+        scores = scores + prior
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(scores, order, axis=1)

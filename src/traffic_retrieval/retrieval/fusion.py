@@ -1,0 +1,147 @@
+"""Attribute fusion: attribute heads over image embeddings, fused with the CLIP similarity.
+
+A query states attributes ("grey", "Chery", "Sedan"; a pedestrian's gender, age, bags ...) and a
+gallery image is relevant when it has exactly those. CLIP scores the whole sentence at once; the
+heads score each stated attribute on its own: one softmax per group of core/attribute_groups.py
+over the L2-normalised image embedding, fitted on the parsed training labels (missing vehicle
+fields masked out). A candidate's fused score is
+
+    logit_scale * cos(query, image) + weight * sum over the query's stated groups of log p(value | image)
+
+both terms log-likelihoods, so ``weight`` 1 trusts them equally. The heads read only embeddings,
+so they fit any backbone (ViT-bigG-14's cached embeddings included) in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..core.attribute_groups import MISSING, Group
+from ..core.fileio import InputError, atomic_path, require_file
+
+HEADS_FILE = "attribute heads (a .safetensors file written by traffic-retrieval attributes)"
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """How the heads are fitted: a linear softmax per group (``hidden`` 0) or a shared hidden layer."""
+
+    hidden: int = 0
+    weight_decay: float = 1e-4
+    epochs: int = 300  # full-batch Adam steps
+    lr: float = 0.01
+    seed: int = 0
+
+
+class AttributeHeads:
+    """One categorical head per group over image embeddings of dimension ``dim``."""
+
+    def __init__(self, groups: Sequence[Group], dim: int, hidden: int = 0, meta: dict | None = None):
+        self.groups, self.dim, self.hidden = tuple(groups), dim, hidden
+        self.meta = dict(meta or {})  # what the heads were fitted on: model, pretrained
+        self.source: Path | None = None  # the file they were loaded from, for messages
+        sizes = [len(g.values) for g in self.groups]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        trunk = [torch.nn.Linear(dim, hidden), torch.nn.GELU()] if hidden else []
+        self.net = torch.nn.Sequential(*trunk, torch.nn.Linear(hidden or dim, int(self.offsets[-1])))
+
+    def _logits(self, emb: torch.Tensor) -> list[torch.Tensor]:
+        out = self.net(emb)
+        return [out[:, a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def fit(self, emb: np.ndarray, targets: np.ndarray, s: HeadSettings = HeadSettings()) -> "AttributeHeads":
+        """Fit on embeddings (n x dim) and targets (n x groups, MISSING where a label is silent)."""
+        torch.manual_seed(s.seed)
+        x = torch.from_numpy(np.ascontiguousarray(emb, np.float32))
+        y = torch.from_numpy(np.asarray(targets, np.int64))
+        opt = torch.optim.Adam(self.net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        for _ in range(s.epochs):
+            opt.zero_grad()
+            loss = sum(torch.nn.functional.cross_entropy(logits, y[:, g], ignore_index=MISSING)
+                       for g, logits in enumerate(self._logits(x)) if (y[:, g] != MISSING).any())
+            loss.backward()
+            opt.step()
+        return self
+
+    @torch.no_grad()
+    def log_probs(self, emb: np.ndarray) -> np.ndarray:
+        """Log-probabilities of every value of every group (n x total values; ``offsets`` splits them)."""
+        x = torch.from_numpy(np.ascontiguousarray(emb, np.float32))
+        return torch.cat([torch.log_softmax(l, dim=1) for l in self._logits(x)], dim=1).numpy()
+
+    def accuracy(self, emb: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Per group, the share of stated values predicted (for reports)."""
+        lp = self.log_probs(emb)
+        out = {}
+        for g, (a, b) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):
+            stated = targets[:, g] != MISSING
+            if stated.any():
+                out[self.groups[g].name] = float((lp[stated, a:b].argmax(1) == targets[stated, g]).mean())
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        meta = {"groups": json.dumps([[g.name, list(g.values), g.kind] for g in self.groups]),
+                "dim": str(self.dim), "hidden": str(self.hidden), "meta": json.dumps(self.meta)}
+        with atomic_path(Path(path)) as tmp:
+            save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AttributeHeads":
+        from safetensors import safe_open
+
+        require_file(path, HEADS_FILE)
+        try:
+            with safe_open(str(path), "pt") as f:
+                m = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            groups = [Group(n, tuple(v), k) for n, v, k in json.loads(m["groups"])]
+            heads = cls(groups, int(m["dim"]), int(m["hidden"]), json.loads(m["meta"]))
+            heads.net.load_state_dict(tensors)
+        except Exception as e:  # not a heads file: say so, naming it
+            raise InputError(path, None, f"not {HEADS_FILE} ({type(e).__name__}: {str(e)[:120]})") from None
+        heads.source = Path(path)
+        return heads
+
+    def check(self, model: str, dim: int) -> None:
+        """InputError unless the heads were fitted on embeddings of ``model`` (its name and size)."""
+        fitted = self.meta.get("model")
+        if dim != self.dim or (fitted and fitted != model):
+            raise InputError(self.source or "attribute heads", None,
+                             f"fitted on {fitted} embeddings of dimension {self.dim}, not on {model}'s ({dim}): "
+                             "fit them again with traffic-retrieval attributes for this model")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Attribute fusion in the query pipeline: the heads, their weight, and how many first-ranked
+    candidates are re-scored (all of them in a gallery of up to that many images)."""
+
+    heads: AttributeHeads
+    weight: float = 0.5  # chosen on seed 1 (docs/shift/select-seed1.txt)
+    candidates: int = 1000
+
+
+def attribute_scores(heads: AttributeHeads, query_targets: np.ndarray, gallery: np.ndarray,
+                     candidates: np.ndarray) -> np.ndarray:
+    """Summed log-probabilities of each query's stated values (``query_targets``: n_queries x groups)
+    for each of its candidates (rows of ``gallery``): n_queries x n_candidates. Each distinct candidate
+    is scored once, and only the candidates' rows are read (a memory-mapped gallery serves as well)."""
+    rows, position = np.unique(candidates, return_inverse=True)
+    position = position.reshape(candidates.shape)
+    table = heads.log_probs(gallery[rows]) if len(rows) else np.zeros((0, int(heads.offsets[-1])), np.float32)
+    out = np.zeros(candidates.shape, np.float32)
+    for g, offset in enumerate(heads.offsets[:-1]):
+        asked = query_targets[:, g] != MISSING
+        if asked.any():
+            columns = offset + query_targets[asked, g]
+            out[asked] += table[position[asked], columns[:, None]]
+    return out
