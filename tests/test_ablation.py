@@ -19,18 +19,29 @@ def _metrics(value: float) -> dict:
 def _result(seed: int, offset: float) -> dict:
     steps = {step.name: _metrics(0.1 * i + offset) for i, step in enumerate(ablation.LADDER)}
     accuracy = {part: {"accuracy": 0.5 + offset, "labels": 40, "per_class": {"red": 0.5 + offset}} for part in ("colour", "type")}
-    return {"seed": seed, "steps": steps, "augmentation": accuracy}
+    return {"seed": seed, "steps": steps, "augmentation": {"TR-ViT-Tiny": accuracy}}
 
 
-def test_tables_give_mean_and_std_over_seeds():
-    results = [_result(0, 0.0), _result(1, 0.02)]
+def test_tables_give_mean_and_sample_std_over_seeds_and_paired_effects():
+    results = [_result(0, 0.0), _result(1, 0.02), _result(2, 0.04)]
     table = ablation.ablation_table(results)
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [r.split(" | ")[0].strip("| ") for r in rows] == [s.name for s in ablation.LADDER]
-    assert "| baseline | 0.010 ± 0.010 | 0.005 ± 0.005 |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [r.split(" | ")[0].strip("| ") for r in rows]
+    assert names[1:len(ablation.LADDER) + 1] == [s.name for s in ablation.LADDER]
+    assert "| baseline | 0.020 ± 0.020 | 0.010 ± 0.010 |" in table  # sample std of 0, 0.02, 0.04
+    # every step adds 0.1 on every seed: a paired effect of +0.1 with no spread, whatever the seeds' offsets
+    assert "| + square padding | +0.100 ± 0.000 [+0.100, +0.100] |" in table
     augmentation = ablation.augmentation_table(results)
-    assert "| colour | 0.510 ± 0.010 | 40 |" in augmentation
-    assert "| augmented labels | 0.210 ± 0.010 |" in augmentation
+    assert "| colour | 0.520 ± 0.020 | 40 |" in augmentation and "stage-1 TR-ViT-Tiny" in augmentation
+
+
+def test_paired_effect_interval_uses_student_t():
+    assert ablation.paired_effect([0.1, 0.2, 0.3], [0.2, 0.2, 0.5]) == "+0.100 ± 0.100 [-0.148, +0.348]"
+
+
+def test_the_cache_folder_follows_every_setting():
+    a, b = ablation.StudySettings(), ablation.StudySettings(fusion_weight=1.0)
+    assert a.digest() == ablation.StudySettings().digest() and a.digest() != b.digest()
 
 
 @pytest.mark.slow
@@ -41,6 +52,7 @@ def test_one_tiny_seed_end_to_end(tmp_path: Path):
     assert set(steps) == {s.name for s in ablation.LADDER}
     assert all(0.0 <= m["map_official"] <= 1.0 and m["queries"] == 40 for m in steps.values())
     assert steps["+ re-ranking"]["seconds_per_1000"]["rerank"] > 0
+    assert steps["+ attribute fusion"] != steps["+ convolutional tower"]  # the heads change the ranking
     assert (tmp_path / "docs" / "ablation.png").stat().st_size > 5_000
     assert "+ flip TTA" in (tmp_path / "docs" / "ablation.md").read_text()
     assert "Per true colour" in (tmp_path / "docs" / "augmentation.md").read_text()

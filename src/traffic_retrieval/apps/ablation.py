@@ -1,17 +1,24 @@
-"""ablation: every A3R step switched on in turn, on the synthetic benchmark, over several seeds.
+"""ablation: every step switched on in turn, on the synthetic benchmark, over several seeds.
 
-Per seed: draw a dataset; pretrain the tiny CLIP on the complete-caption ``pretrain`` split (the
-stand-in for LAION); fine-tune it three ways (no padding; square padding; square padding on the
-augmented labels); rank the surveillance-style test split with each ladder step. Writes
-``ablation.md`` (mean +- std, official and strict mAP@10, per kind, ranking and re-ranking time),
-``ablation.png`` (bar plot) and ``augmentation.md`` (completion accuracy, mAP with and without).
-Every training and every augmentation resumes where it stopped, so an interrupted study continues.
+The ladder is cumulative: the A3R steps (square padding, attribute augmentation, prompt enhancement),
+then what this project adds against the web -> surveillance shift (camera degradation in
+fine-tuning, a convolutional image tower, attribute fusion), then the query-time extras (adaption
+re-ranking, flip TTA). Per seed: draw a dataset; pretrain each tower on the complete-caption
+``pretrain`` split (the stand-in for LAION); fine-tune every variant the ladder needs; fit the
+attribute heads; rank the surveillance-style test split at every step.
+
+Writes ``ablation.md`` (mean and sample standard deviation over seeds, official and strict mAP@10,
+per kind, and each step's effect paired by seed with its 95% confidence interval), ``ablation.png``
+and ``augmentation.md`` (completion accuracy). Everything is cached under a folder named by a digest
+of the settings, so a changed setting never reuses a result it did not shape; within it every
+training, augmentation and seed resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -22,57 +29,92 @@ from ..core.fileio import atomic_open, atomic_write_text
 from ..core.labels import read_labels
 from ..core.layout import Layout, find_vocabulary
 from ..core.routing import DEFAULT_VEHICLE_PROMPT
-from ..retrieval.configs import TINY_MODEL
+from ..retrieval.configs import CONV_MODEL, TINY_VIT
 from ..retrieval.encode import EncodeSettings
+from ..retrieval.fusion import Fusion, HeadSettings
 from ..retrieval.models import ModelSettings, load_model
 from ..retrieval.pipeline import QuerySettings, infer
 from ..retrieval.rerank import RerankSettings
 from ..synthetic.generate import generate
 from ..training import augment as aug
+from ..training.heads import HeadData, fit_heads
 from ..training.prepare import prepare
 from ..training.train import TrainJob, TrainSettings, default_settings, final_checkpoint, train
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One fine-tuned model: its tower, its input transform and its training labels."""
+
+    model: str = TINY_VIT
+    square_pad: bool = True
+    augmentation: bool = False
+    degrade: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return "-".join([self.model, "pad" if self.square_pad else "nopad", *(["aug"] if self.augmentation else []),
+                         *([f"degrade{self.degrade:g}"] if self.degrade else [])])
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
-    model: str  # which fine-tuned model: "nopad", "pad" or "aug"
+    variant: Variant
     prompt: bool = False
+    fusion: bool = False
     rerank: bool = False
     flip: bool = False
 
 
+_AUG = Variant(TINY_VIT, True, True)
+_DEGRADED = replace(_AUG, degrade=0.7)
+_CONV = replace(_DEGRADED, model=CONV_MODEL)
 LADDER = (
-    Step("baseline", "nopad"),
-    Step("+ square padding", "pad"),
-    Step("+ augmentation", "aug"),
-    Step("+ prompt enhancement", "aug", prompt=True),
-    Step("+ re-ranking", "aug", prompt=True, rerank=True),
-    Step("+ flip TTA", "aug", prompt=True, rerank=True, flip=True),
+    Step("baseline", Variant(TINY_VIT, square_pad=False)),
+    Step("+ square padding", Variant(TINY_VIT)),
+    Step("+ augmentation", _AUG),
+    Step("+ prompt enhancement", _AUG, prompt=True),
+    Step("+ camera degradation", _DEGRADED, prompt=True),
+    Step("+ convolutional tower", _CONV, prompt=True),
+    Step("+ attribute fusion", _CONV, prompt=True, fusion=True),
+    Step("+ re-ranking", _CONV, prompt=True, fusion=True, rerank=True),
+    Step("+ flip TTA", _CONV, prompt=True, fusion=True, rerank=True, flip=True),
 )
 
 
 @dataclass
 class StudySettings:
-    train: int = 3000
+    """The study's data and schedule (half the default run's sizes, so that three seeds fit in an hour)."""
+
+    train: int = 6000
     test: int = 1000
-    pretrain: int = 4000
-    pretrain_epochs: int = 5
-    finetune_epochs: int = 3
+    pretrain: int = 6000
+    pretrain_epochs: int = 2
+    finetune_epochs: int = 1
     rerank: RerankSettings = field(default_factory=RerankSettings)
+    fusion_weight: float = 0.5
+    heads: HeadData = field(default_factory=lambda: HeadData(degraded=1))
+
+    def digest(self) -> str:
+        """What names the study's cache folder: every setting and the ladder itself."""
+        text = json.dumps([asdict(self), [asdict(s) for s in LADDER]], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _settings(epochs: int, seed: int, pretrained: Optional[Path] = None) -> TrainSettings:
-    """The tiny model's preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs."""
-    return replace(default_settings(TINY_MODEL, str(pretrained) if pretrained else None), epochs=epochs, seed=seed)
-
-
-def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, pretrained: Optional[Path], square_pad: bool) -> Path:
+def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, model: str, pretrained: Optional[Path],
+           square_pad: bool) -> Path:
     """The run folder of a training, trained (or resumed) unless its final checkpoint is there."""
     if final_checkpoint(logs, name, settings.epochs).is_file():
         return logs / name
-    return train(TrainJob(csv, TINY_MODEL, str(pretrained) if pretrained else None, logs=logs, name=name,
+    return train(TrainJob(csv, model, str(pretrained) if pretrained else None, logs=logs, name=name,
                           square_pad=square_pad, resume=(logs / name).exists()), settings)
+
+
+def _settings(model: str, epochs: int, seed: int, pretrained: Optional[Path] = None, degrade: float = 0.0) -> TrainSettings:
+    """The tiny preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs."""
+    preset = default_settings(model, str(pretrained) if pretrained else None)
+    return replace(preset, epochs=epochs, seed=seed, degrade=degrade)
 
 
 def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
@@ -80,28 +122,36 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
     root = root / f"seed{seed}"
     data, logs = root / "datasets", root / "log"
     if not (data / "test" / "test_ground_truth.txt").exists():
-        generate(data, train=s.train, val=0, test=s.test, seed=seed, pretrain=s.pretrain)
-    prepared = prepare(data)
-    pretrained = _train(prepared / "pretrain.csv", logs, "pretrain", _settings(s.pretrain_epochs, seed), None, True)
-    finetune = _settings(s.finetune_epochs, seed, pretrained)
-    models = {
-        "nopad": _train(prepared / "train.csv", logs, "finetune-nopad", finetune, pretrained, False),
-        "pad": _train(prepared / "train.csv", logs, "finetune-pad", finetune, pretrained, True),
-    }
+        generate(data, train=s.train, val=0, test=s.test, seed=seed, pretrain=s.pretrain, progress=False)
+    prepared = prepare(data, progress=False)
     layout, vocab = Layout(data), find_vocabulary(data)
-    augmented_file = aug.augmented_path(data, "train")
-    augmented = aug.augment(load_model(ModelSettings(TINY_MODEL, str(pretrained))), layout.labels("train"),
-                            layout.images("train"), augmented_file, vocab, EncodeSettings(progress=False))
-    accuracy = aug.completion_accuracy(augmented, read_labels(data / "train" / "train_label_truth.txt"), vocab)
-    prepared_aug = prepare(data, out=root / "augmented", train_labels=augmented_file)
-    models["aug"] = _train(prepared_aug / "train.csv", logs, "finetune-aug", finetune, pretrained, True)
+    encode = EncodeSettings(cache_dir=root / "cache", workers=0, progress=False)
+    variants = {step.variant for step in LADDER}
+    pretrained = {m: _train(prepared / "pretrain.csv", logs, f"pretrain-{m}", _settings(m, s.pretrain_epochs, seed),
+                            m, None, True) for m in sorted({v.model for v in variants})}
+    accuracy, csvs = {}, {}
+    for model in sorted({v.model for v in variants if v.augmentation}):
+        labels = root / "augmented" / model / "train_label_augmented.txt"
+        completed = aug.augment(load_model(ModelSettings(model, str(pretrained[model]))), layout.labels("train"),
+                                layout.images("train"), labels, vocab, encode)
+        accuracy[model] = aug.completion_accuracy(completed, read_labels(data / "train" / "train_label_truth.txt"), vocab)
+        csvs[model] = prepare(data, out=labels.parent, train_labels=labels, progress=False) / "train.csv"
+    runs = {v: _train(csvs[v.model] if v.augmentation else prepared / "train.csv", logs, f"finetune-{v.name}",
+                      _settings(v.model, s.finetune_epochs, seed, pretrained[v.model], v.degrade), v.model,
+                      pretrained[v.model], v.square_pad) for v in sorted(variants, key=lambda v: v.name)}
+    heads = {}
     steps = {}
     for step in LADDER:
-        out = root / "submissions" / f"{step.name.strip('+ ').replace(' ', '-')}.json"
-        model = ModelSettings(TINY_MODEL, str(models[step.model]), square_pad=step.model != "nopad")
-        query = QuerySettings(vehicle_prompt=DEFAULT_VEHICLE_PROMPT if step.prompt else "",
+        model = ModelSettings(step.variant.model, str(runs[step.variant]), square_pad=step.variant.square_pad)
+        fusion = None
+        if step.fusion:
+            if step.variant not in heads:
+                heads[step.variant] = fit_heads(load_model(model), data, vocab, encode, s.heads, HeadSettings())
+            fusion = Fusion(heads[step.variant], s.fusion_weight)
+        query = QuerySettings(vehicle_prompt=DEFAULT_VEHICLE_PROMPT if step.prompt else "", fusion=fusion,
                               rerank=s.rerank if step.rerank else None, flip_tta=step.flip)
-        ranking = infer(data, out, model, query, EncodeSettings(cache_dir=root / "cache", progress=False))
+        out = root / "submissions" / f"{step.name.strip('+ ').replace(' ', '-')}.json"
+        ranking = infer(data, out, model, query, encode)
         metrics = evaluate(out, data / "test" / "test_ground_truth.txt")
         per_1000 = 1000 / len(ranking.queries)
         metrics["seconds_per_1000"] = {"first": ranking.seconds * per_1000, "rerank": ranking.rerank_seconds * per_1000}
@@ -109,45 +159,69 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
     return {"seed": seed, "steps": steps, "augmentation": accuracy}
 
 
+# Two-sided 95% quantiles of Student's t for 1-9 degrees of freedom (a confidence interval over seeds).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
 def _mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    """Mean ± sample standard deviation (n - 1 in the denominator)."""
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def paired_effect(before: list[float], after: list[float]) -> str:
+    """A step's effect paired by seed: mean difference ± sample std, and its 95% t-interval."""
+    d = np.asarray(after) - np.asarray(before)
+    if len(d) < 2:
+        return f"{d.mean():+.3f}"
+    sd = float(np.std(d, ddof=1))
+    half = T_975.get(len(d) - 1, 1.96) * sd / np.sqrt(len(d))
+    return f"{d.mean():+.3f} ± {sd:.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
+
+
+def _values(results: list[dict], step: str, key: str, kind: Optional[str] = None) -> list[float]:
+    return [(r["steps"][step]["per_kind"][kind] if kind else r["steps"][step])[key] for r in results]
 
 
 def ablation_table(results: list[dict]) -> str:
-    """Markdown: one row per ladder step, mean ± std over seeds."""
+    """Markdown: one row per ladder step (mean ± sample std over seeds), and the paired effect of each."""
     seeds = ", ".join(str(r["seed"]) for r in results)
     head = ("| step | mAP@10 official | mAP@10 strict | vehicle official | vehicle strict | pedestrian official "
             "| pedestrian strict | ranking s/1k queries | re-ranking s/1k queries |")
-    lines = [f"Seeds {seeds}; mean ± std over seeds. Official = the organisers' normalisation (hits in the top 10); "
-             "strict = normalised by min(R, 10).", "", head, "|" + "---|" * 9]
+    lines = [f"Seeds {seeds}; mean ± sample standard deviation over seeds. Official = the organisers' normalisation "
+             "(hits in the top 10); strict = normalised by min(R, 10).", "", head, "|" + "---|" * 9]
     for step in LADDER:
-        m = [r["steps"][step.name] for r in results]
-        cells = [_mean_std([x["map_official"] for x in m]), _mean_std([x["map_strict"] for x in m])]
+        cells = [_mean_std(_values(results, step.name, k)) for k in ("map_official", "map_strict")]
         for kind in ("vehicle", "pedestrian"):
-            cells += [_mean_std([x["per_kind"][kind][key] for x in m]) for key in ("map_official", "map_strict")]
-        cells += [f"{np.mean([x['seconds_per_1000'][k] for x in m]):.3f}" for k in ("first", "rerank")]
+            cells += [_mean_std(_values(results, step.name, k, kind)) for k in ("map_official", "map_strict")]
+        cells += [f"{np.mean([r['steps'][step.name]['seconds_per_1000'][k] for r in results]):.3f}"
+                  for k in ("first", "rerank")]
+        lines.append(f"| {step.name} | " + " | ".join(cells) + " |")
+    lines += ["", "Each step's effect on official mAP@10 against the step above it, paired by seed: mean difference "
+              "± sample standard deviation [95% confidence interval, Student's t].", "",
+              "| step | all | vehicle | pedestrian |", "|---|---|---|---|"]
+    for before, step in zip(LADDER, LADDER[1:]):
+        cells = [paired_effect(_values(results, before.name, "map_official", kind),
+                               _values(results, step.name, "map_official", kind)) for kind in (None, "vehicle", "pedestrian")]
         lines.append(f"| {step.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def augmentation_table(results: list[dict]) -> str:
-    """Markdown: completion accuracy (overall and per class) and mAP with / without augmentation."""
-    lines = ["| part | accuracy | labels completed |", "|---|---|---|"]
-    for part in ("colour", "type"):
-        acc = [r["augmentation"][part] for r in results]
-        lines.append(f"| {part} | {_mean_std([a['accuracy'] for a in acc])} | {np.mean([a['labels'] for a in acc]):.0f} |")
-    for part in ("colour", "type"):
-        classes = sorted({c for r in results for c in r["augmentation"][part]["per_class"]})
-        lines += ["", f"Per true {part}:", "", "| class | accuracy |", "|---|---|"]
-        for c in classes:
-            lines.append(f"| {c} | {_mean_std([r['augmentation'][part]['per_class'][c] for r in results if c in r['augmentation'][part]['per_class']])} |")
-    lines += ["", "| fine-tuned on | mAP@10 official | mAP@10 strict | vehicle official | vehicle strict |", "|---|---|---|---|---|"]
-    for name, step in (("original partial labels", "+ square padding"), ("augmented labels", "+ augmentation")):
-        m = [r["steps"][step] for r in results]
-        lines.append(f"| {name} | {_mean_std([x['map_official'] for x in m])} | {_mean_std([x['map_strict'] for x in m])} | "
-                     f"{_mean_std([x['per_kind']['vehicle']['map_official'] for x in m])} | "
-                     f"{_mean_std([x['per_kind']['vehicle']['map_strict'] for x in m])} |")
-    return "\n".join(lines) + "\n"
+    """Markdown: completion accuracy of each tower's augmentation, overall and per true class."""
+    lines = []
+    for model in sorted({m for r in results for m in r["augmentation"]}):
+        lines += [f"## Completed by the stage-1 {model}", "", "| part | accuracy | labels completed |", "|---|---|---|"]
+        acc = [r["augmentation"][model] for r in results]
+        for part in ("colour", "type"):
+            lines.append(f"| {part} | {_mean_std([a[part]['accuracy'] for a in acc])} | "
+                         f"{np.mean([a[part]['labels'] for a in acc]):.0f} |")
+        for part in ("colour", "type"):
+            classes = sorted({c for a in acc for c in a[part]["per_class"]})
+            lines += ["", f"Per true {part}:", "", "| class | accuracy |", "|---|---|"]
+            lines += [f"| {c} | {_mean_std([a[part]['per_class'][c] for a in acc if c in a[part]['per_class']])} |"
+                      for c in classes]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def plot(results: list[dict], out: Path) -> None:
@@ -156,14 +230,15 @@ def plot(results: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     x = np.arange(len(LADDER))
-    for offset, key in ((-0.2, "map_official"), (0.2, "map_strict")):
-        values = np.array([[r["steps"][s.name][key] for s in LADDER] for r in results])
-        ax.bar(x + offset, values.mean(0), 0.4, yerr=values.std(0), capsize=3, label=key)
+    for offset, (label, kind) in zip((-0.27, 0.0, 0.27), (("all", None), ("vehicle", "vehicle"), ("pedestrian", "pedestrian"))):
+        values = np.array([_values(results, s.name, "map_official", kind) for s in LADDER])
+        err = values.std(1, ddof=1) if values.shape[1] > 1 else None
+        ax.bar(x + offset, values.mean(1), 0.27, yerr=err, capsize=2, label=label)
     ax.set_xticks(x, [s.name for s in LADDER], rotation=20, ha="right")
-    ax.set_ylabel("mAP@10 (synthetic test split)")
-    ax.set_title(f"A3R ablation, {len(results)} seeds (mean ± std)")
+    ax.set_ylabel("official mAP@10 (synthetic test split)")
+    ax.set_title(f"Ablation, {len(results)} seeds (mean ± sample std)")
     ax.legend()
     fig.tight_layout()
     with atomic_open(out, "wb") as f:
@@ -172,6 +247,7 @@ def plot(results: list[dict], out: Path) -> None:
 
 
 def run(seeds: list[int], work: Path, docs: Path, s: StudySettings) -> list[dict]:
+    work = Path(work) / s.digest()
     results = []
     for seed in seeds:
         cached = work / f"seed{seed}" / "result.json"
@@ -179,8 +255,9 @@ def run(seeds: list[int], work: Path, docs: Path, s: StudySettings) -> list[dict
             atomic_write_text(cached, json.dumps(run_seed(seed, work, s), indent=1))
         results.append(json.loads(cached.read_text()))
     command = f"traffic-retrieval ablation --seeds {' '.join(map(str, seeds))}"
-    atomic_write_text(docs / "ablation.md", "# Ablation of the A3R steps (synthetic benchmark)\n\n"
-                      f"Regenerate with `{command}` ({s}).\n\n" + ablation_table(results) + "\n![ablation](ablation.png)\n")
+    atomic_write_text(docs / "ablation.md", "# Ablation (synthetic benchmark)\n\n"
+                      f"Regenerate with `{command}` ({s}; cache {work}).\n\n" + ablation_table(results)
+                      + "\n![ablation](ablation.png)\n")
     atomic_write_text(docs / "augmentation.md", "# Zero-shot attribute augmentation (synthetic benchmark)\n\n"
                       f"Regenerate with `{command}`.\n\n" + augmentation_table(results))
     plot(results, docs / "ablation.png")
