@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from traffic_retrieval.core.labels import read_queries
+from traffic_retrieval.retrieval.configs import TINY_VIT
 from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.synthetic.generate import generate, synthetic_root
 
@@ -68,9 +69,9 @@ def test_reproduce_in_real_data_mode_writes_the_test_submission_and_scores_val(t
     (data / "test" / "test_ground_truth.txt").unlink()
     torch.manual_seed(0)
     backbone = tmp_path / "backbone.pt"
-    torch.save(load_model(ModelSettings()).model.state_dict(), backbone)
-    _execute("reproduce.ipynb", tmp_path, data_root=str(data), synthetic=False, pretrained=str(backbone), epochs=1,
-             batch_size=16, workers=0, run_name="real")
+    torch.save(load_model(ModelSettings(model=TINY_VIT)).model.state_dict(), backbone)
+    _execute("reproduce.ipynb", tmp_path, data_root=str(data), synthetic=False, model=TINY_VIT, pretrained=str(backbone),
+             epochs=1, batch_size=16, workers=0, run_name="real")
     run = tmp_path / "log" / "real"
     test = json.loads((run / "submission_test.json").read_text())["results"]
     assert [r["text"] for r in test] == read_queries(data / "test" / "test_text.txt")  # official order
