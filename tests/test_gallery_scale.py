@@ -36,7 +36,7 @@ def test_every_kind_is_measured_and_the_last_line_is_the_json(tmp_path):
         assert {"build_s", "peak_rss_mib", "recall@10", "p50_ms", "p95_ms", "batch_queries_per_s"} <= set(r), kind
         assert r["recall@10"] >= (1.0 if kind == "flat" else 0.95), kind
     assert re.search(r"ivfpq +nprobe \d+, refine \d+", out) and re.search(r"hnsw +ef_search \d+", out)
-    assert "budget 10 MiB" in out and "median cosine of a query to its neighbours" in out
+    assert "budget 10 MiB" in out and "median cosine of a query to its neighbours (exact, 300 queries)" in out
     assert list((tmp_path / "w6000").iterdir()) == []  # what it wrote there goes unless --keep
 
     extrapolated = run("--extrapolate", *map(str, outputs))
