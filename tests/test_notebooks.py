@@ -69,7 +69,7 @@ def test_reproduce_in_real_data_mode_writes_the_test_submission_and_scores_val(t
     (data / "test" / "test_ground_truth.txt").unlink()
     torch.manual_seed(0)
     backbone = tmp_path / "backbone.pt"
-    torch.save(load_model(ModelSettings(model=TINY_VIT)).model.state_dict(), backbone)
+    torch.save(load_model(ModelSettings(name=TINY_VIT)).model.state_dict(), backbone)
     _execute("reproduce.ipynb", tmp_path, data_root=str(data), synthetic=False, model=TINY_VIT, pretrained=str(backbone),
              epochs=1, batch_size=16, workers=0, run_name="real")
     run = tmp_path / "log" / "real"
