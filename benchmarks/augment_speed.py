@@ -5,7 +5,7 @@ images opened and encoded one by one, each image's candidate prompts encoded for
 Project: model loaded once, images through a DataLoader in batches, each distinct prompt encoded
 once (traffic_retrieval.training.augment). Both must choose the same completions.
 
-    .venv/bin/python benchmarks/augment_speed.py [--train 600] [--batch 25]
+    .venv/bin/python benchmarks/augment_speed.py [--train 600] [--batch 25] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=600, help="synthetic train images (about a third are vehicles)")
     parser.add_argument("--batch", type=int, default=25, help="seed-style batch size (one model load each)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each path; the times are their medians")
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,17 +61,22 @@ def main() -> None:
         vocab = find_vocabulary(tmp / "data")
         n = sum(aug.needs_completion(l, vocab) is not None for l in labels)
 
-        start = time.perf_counter()
-        seed_result = seed_style(str(checkpoint), labels, layout.images("train"), vocab, args.batch)
-        seed_seconds = time.perf_counter() - start
+        seed_times, our_times = [], []
+        for repeat in range(args.repeats):
+            start = time.perf_counter()
+            seed_result = seed_style(str(checkpoint), labels, layout.images("train"), vocab, args.batch)
+            seed_times.append(time.perf_counter() - start)
 
-        start = time.perf_counter()
-        loaded = load_model(ModelSettings("TR-ViT-Tiny", str(checkpoint)))
-        ours = aug.augment(loaded, layout.labels("train"), layout.images("train"), tmp / "aug.txt", vocab, EncodeSettings(progress=False))
-        our_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            loaded = load_model(ModelSettings("TR-ViT-Tiny", str(checkpoint)))
+            ours = aug.augment(loaded, layout.labels("train"), layout.images("train"), tmp / f"aug-{repeat}.txt", vocab,
+                               EncodeSettings(progress=False))
+            our_times.append(time.perf_counter() - start)
+    seed_seconds, our_seconds = float(np.median(seed_times)), float(np.median(our_times))
     ours = [l.completed for l in ours if aug.needs_completion(l, vocab) is not None]
     agree = np.mean([a == b for a, b in zip(seed_result, ours)])
-    print(f"labels completed: {n} (of {len(labels)} train labels)")
+    print(f"labels completed: {n} (of {len(labels)} train labels); medians of {args.repeats} runs: "
+          f"seed style {', '.join(f'{t:.2f}' for t in seed_times)} s, project {', '.join(f'{t:.2f}' for t in our_times)} s")
     print(f"seed style : {seed_seconds:8.2f} s  {seed_seconds / n * 1000:8.1f} ms/label")
     print(f"project    : {our_seconds:8.2f} s  {our_seconds / n * 1000:8.1f} ms/label")
     print(f"speed-up   : {seed_seconds / our_seconds:8.1f}x   (same completions: {agree:.1%})")
