@@ -19,6 +19,7 @@ from traffic_retrieval.core.images import list_images
 from traffic_retrieval.core.vocab import packaged_vocabulary
 from traffic_retrieval.retrieval.encode import EncodeSettings
 from traffic_retrieval.retrieval.gallery import open_folder
+from traffic_retrieval.retrieval import index as index_module
 from traffic_retrieval.retrieval.index import TABLE, VectorIndex, recall_at_k
 from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.retrieval.pipeline import QuerySettings, answer
@@ -103,6 +104,21 @@ def test_tuned_depth_reaches_the_recall_target_on_queries_it_was_not_tuned_on(ki
     ladder_top = index.index.nlist if kind == "ivfpq" else 2048
     assert depth < ladder_top  # the tuning stopped before the exhaustive end of its ladder
     assert index.params[index.depth_name] == depth and index.params["recall_queries"] == 300
+
+
+def test_ivfpq_tuning_stops_probing_lists_where_the_codes_limit_recall(monkeypatch):
+    """With a single, tiny refine the codes cap recall below the target: probing more lists gains
+    nothing after a few, so the tuning must stop there instead of probing every list (at 2M images
+    that was an exhaustive scan, 162 ms a query, for no recall)."""
+    monkeypatch.setattr(index_module, "REFINE_LADDER", (1,))
+    gallery, queries = clustered(6000, queries=400)
+    index = VectorIndex.build(in_memory(gallery), "ivfpq")
+    depth, held_out = index.tune(queries, target=0.9999)
+    assert held_out < 0.9999 and index.params["refine"] == 1
+    assert depth < index.index.nlist // 4, depth
+    index.set_depth(index.index.nlist)
+    everything = recall_at_k(index, queries[200:])
+    assert everything - held_out < 0.02, (everything, held_out)  # what the lists left out was worth little
 
 
 def test_ivfpq_rescores_its_candidates_exactly():

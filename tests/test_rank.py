@@ -67,3 +67,45 @@ def test_nothing_valid_gives_empty_rows():
     queries, gallery = random_data(seed=5)
     scores, indices = topk_blocked(queries, gallery, 10, valid=np.zeros(N_GALLERY, bool))
     assert scores.shape == indices.shape == (N_QUERIES, 0)
+
+
+@pytest.mark.parametrize("budget", [1, 7 * (DIM * 4 + 3 * 4), 10**9])
+def test_row_blocks_of_any_size_equal_brute_force(budget):
+    """Budgets of one row, of 7 rows (blocks of 50 = 7 x 7 + 1), and of the whole gallery; query blocks
+    of 3 (the last one shorter): every pair of blocks shares one score buffer."""
+    queries, gallery = random_data(5)
+    scores, indices = topk_blocked(queries, gallery, 10, block=3, budget=budget)
+    expected_scores, expected_indices = brute_force(queries, gallery, 10)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-6)
+
+
+MEASURE = """
+import numpy as np
+from pathlib import Path
+from traffic_retrieval.retrieval.rank import topk_blocked
+rng = np.random.default_rng(0)
+gallery = rng.standard_normal((200_000, 64), dtype=np.float32)
+queries = rng.standard_normal((1024, 64), dtype=np.float32)
+topk_blocked(queries[:8], gallery[:1000], 10)  # torch's own first-use allocations
+def kib(key):
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmRSS:")
+topk_blocked(queries, gallery, 10, budget=BUDGET)
+print((kib("VmHWM:") - before) * 1024)
+"""
+
+
+def test_a_search_holds_no_more_than_its_budget():
+    """Peak RSS growth of a search of 1,024 queries over 200,000 in-memory rows with a 256 MiB budget
+    (a score block of about 250 MB): within the budget. Holding two score blocks at once, as a new
+    matrix per block did, grew by twice the budget."""
+    import subprocess
+    import sys
+
+    budget = 256 * 2**20
+    done = subprocess.run([sys.executable, "-c", MEASURE.replace("BUDGET", str(budget))],
+                          capture_output=True, text=True, check=True)
+    growth = int(done.stdout.strip().splitlines()[-1])
+    assert growth <= 1.1 * budget, f"grew {growth / 2**20:.0f} MiB for a budget of {budget / 2**20:.0f} MiB"

@@ -13,14 +13,17 @@ embeddings folder the names, each image's size (so its kind) and the rows; ``sea
 Kinds, each built from the shards a block at a time (never the whole gallery in memory):
 
 - ``flat``: exact; no faiss file, a search streams the shards within the memory budget.
-- ``ivfpq`` (the approximate default): inverted lists of product-quantised codes in memory (80
+- ``ivfpq`` (the approximate default): inverted lists of product-quantised codes in memory (160
   bytes an image at dim 1280, against 2,560 for the float16 row); the best ``refine`` x k
   candidates by their codes are re-scored exactly from the shards.
 - ``hnsw``: a graph over float16 copies of the rows in memory; fast, but as large as the gallery.
 
 The approximate kinds' search depth is tuned when they are built: the least value of a ladder
 whose recall@10 against exact reaches ``RECALL_TARGET`` on half of the sample queries (``nprobe``,
-then ``refine``, for ivfpq; ``efSearch`` for hnsw), reported on the other half.
+then ``refine``, for ivfpq; ``efSearch`` for hnsw), reported on the other half. ``nprobe`` also
+stops where probing twice the lists gains less than ``PLATEAU``: there the codes, not the lists,
+limit recall, and more lists only cost time (at 2M images the earlier tuning climbed to every list,
+162 ms a query, for no recall).
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ RECALL_TARGET = 0.95  # recall@10 against exact that the tuned search depth reac
 TUNE_QUERIES = 2000  # sample queries: half tune the depth, half report its recall
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 80
 EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
-REFINE_LADDER = (5, 10, 20, 40, 80)  # ivfpq: candidates re-scored exactly, per result asked for
-PQ_DIMS = 16  # ivfpq: dimensions per product-quantiser code byte (1280 -> 80 bytes)
+REFINE_LADDER = (5, 10, 20, 40, 80, 160, 320, 640)  # ivfpq: candidates re-scored exactly, per result asked for
+PLATEAU = 0.002  # ivfpq: a doubling of nprobe that gains less recall@10 than this ends its tuning
+PQ_DIMS = 8  # ivfpq: dimensions per product-quantiser code byte (1280 -> 160 bytes; docs/speed-and-scale.md)
 
 
 def ivf_lists(n: int) -> int:
@@ -173,16 +177,25 @@ class VectorIndex:
         held_out = queries[half:] if len(queries) > 1 else tuning
         exact = topk_blocked(tuning, self.store.rows, k, valid=self.ok, budget=self.budget)[1]
 
-        def least(ladder: Sequence[int], apply) -> None:
+        def least(ladder: Sequence[int], apply, plateau: float = 0.0) -> None:
+            previous = None
             for value in ladder:
                 apply(value)
-                if recall(self.search(tuning, k)[1], exact) >= target:
+                found = recall(self.search(tuning, k)[1], exact)
+                if found >= target:
                     return
+                if plateau and previous and found - previous[1] < plateau:
+                    apply(previous[0])  # the step gained nothing: keep the smaller value
+                    return
+                previous = (value, found)
 
         if depth:
             self.set_depth(depth)
+        elif self.kind == "ivfpq":
+            self.params["refine"] = REFINE_LADDER[-1]
+            least(nprobe_ladder(self.index.nlist), self.set_depth, PLATEAU)
         else:
-            least(nprobe_ladder(self.index.nlist) if self.kind == "ivfpq" else EF_LADDER, self.set_depth)
+            least(EF_LADDER, self.set_depth)
         if self.kind == "ivfpq":
             least(REFINE_LADDER, lambda value: self.params.update(refine=value))
         self.params.update({"tuned_for_recall@10": target, "recall@10": recall_at_k(self, held_out, k),

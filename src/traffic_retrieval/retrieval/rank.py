@@ -62,6 +62,9 @@ def topk_blocked(
     best = torch.full((len(q), k), -torch.inf), torch.zeros((len(q), k), dtype=torch.int64)
     if k and len(q):
         rows = block_rows(budget or default_budget(), q.shape[1], min(block, len(q)), isinstance(gallery, Shards))
+        # the scores of every (query block, row block) pair go into one buffer: a new matrix for each
+        # would hold two at once (the next is made before the last is freed), twice what the budget counts
+        buffer = torch.empty(min(block, len(q)) * min(rows, len(gallery)))
         for start, rows_f32 in row_blocks(gallery, rows):
             allowed = None if valid is None else valid[start:start + len(rows_f32)]
             if allowed is not None and not allowed.any():
@@ -69,7 +72,8 @@ def topk_blocked(
             g = torch.from_numpy(rows_f32)
             penalty = None if allowed is None else torch.from_numpy(np.where(allowed, 0.0, -np.inf).astype(np.float32))
             for qs in range(0, len(q), block):
-                sims = q[qs:qs + block] @ g.T
+                part = q[qs:qs + block]
+                sims = torch.mm(part, g.T, out=buffer[:len(part) * len(g)].view(len(part), len(g)))
                 if penalty is not None:
                     sims += penalty
                 top = torch.topk(sims, min(k, len(rows_f32)), dim=1)
