@@ -42,3 +42,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         _absent(SHARED_DATA)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def drawn_dataset(tmp_path_factory):
+    """A factory of small drawn datasets, each with one random initialisation of the tiny model saved
+    beside it (every command of a test must rank with the same weights): ``make(name, seed, **sizes)``
+    returns (data folder, checkpoint)."""
+    import torch
+
+    from traffic_retrieval.retrieval.models import ModelSettings, load_model
+    from traffic_retrieval.synthetic.generate import generate
+
+    def make(name: str, seed: int, **sizes: int) -> tuple[Path, Path]:
+        root = tmp_path_factory.mktemp(name)
+        generate(root / "data", seed=seed, workers=1, progress=False, **sizes)
+        torch.manual_seed(0)
+        checkpoint = root / "random.pt"
+        torch.save(load_model(ModelSettings()).model.state_dict(), checkpoint)
+        return root / "data", checkpoint
+
+    return make

@@ -126,19 +126,9 @@ def test_rerank_keeps_the_prior_in_its_scores():
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(drawn_dataset):
     """A small synthetic dataset (train labels to fit on, a test split to rank) and random weights."""
-    import torch
-
-    from traffic_retrieval.retrieval.models import ModelSettings, load_model
-    from traffic_retrieval.synthetic.generate import generate
-
-    root = tmp_path_factory.mktemp("fusion")
-    generate(root / "data", train=80, val=20, test=40, seed=5, workers=1, progress=False)
-    torch.manual_seed(0)
-    checkpoint = root / "random.pt"
-    torch.save(load_model(ModelSettings()).model.state_dict(), checkpoint)
-    return root / "data", checkpoint
+    return drawn_dataset("fusion", seed=5, train=80, val=20, test=40)
 
 
 def test_attributes_then_infer_with_them_end_to_end(small, tmp_path, capsys):

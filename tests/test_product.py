@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from traffic_retrieval.apps import cli
@@ -18,21 +17,15 @@ from traffic_retrieval.core.evaluation import evaluate
 from traffic_retrieval.core.ground_truth import read_ground_truth
 from traffic_retrieval.core.labels import read_labels
 from traffic_retrieval.core.metrics import score
-from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.synthetic.generate import generate
 from traffic_retrieval.training.prepare import prepare
 from traffic_retrieval.training.train import TrainJob, TrainSettings, train
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, Path]:
+def small(drawn_dataset) -> tuple[Path, Path]:
     """A small synthetic dataset and a random-weights checkpoint, shared by the tests below."""
-    root = tmp_path_factory.mktemp("product")
-    generate(root / "data", train=0, val=60, test=60, seed=11, workers=1, progress=False)
-    torch.manual_seed(0)
-    checkpoint = root / "random.pt"
-    torch.save(load_model(ModelSettings()).model.state_dict(), checkpoint)
-    return root / "data", checkpoint
+    return drawn_dataset("product", seed=11, train=0, val=60, test=60)
 
 
 def _common(data: Path, checkpoint: Path, cache: Path) -> list[str]:
@@ -93,7 +86,7 @@ def test_a_short_training_ranks_far_better_than_chance(tmp_path):
     generate(data, train=600, val=150, test=0, seed=7, workers=1, progress=False)
     prepared = prepare(data, progress=False)
     run = train(TrainJob(prepared / "train.csv", logs=tmp_path / "log", name="short"),
-                TrainSettings(epochs=3, batch_size=32, lr=1e-3, warmup=10, wd=0.1, workers=0))
+                TrainSettings(epochs=6, batch_size=32, lr=1e-3, warmup=10, wd=0.1, workers=0))
     out = tmp_path / "val.json"
     assert cli.main(["infer", "--split", "val", "--data", str(data), "--pretrained", str(run), "--out", str(out),
                      "--cache-dir", "", "--workers", "0", "--vehicle-prompt", ""]) == 0
