@@ -104,6 +104,7 @@ def test_tuned_depth_reaches_the_recall_target_on_queries_it_was_not_tuned_on(ki
     ladder_top = index.index.nlist if kind == "ivfpq" else 2048
     assert depth < ladder_top  # the tuning stopped before the exhaustive end of its ladder
     assert index.params[index.depth_name] == depth and index.params["recall_queries"] == 300
+    assert index.params["target_reached"] is True
 
 
 def test_ivfpq_tuning_stops_probing_lists_where_the_codes_limit_recall(monkeypatch):
@@ -114,7 +115,7 @@ def test_ivfpq_tuning_stops_probing_lists_where_the_codes_limit_recall(monkeypat
     gallery, queries = clustered(6000, queries=400)
     index = VectorIndex.build(in_memory(gallery), "ivfpq")
     depth, held_out = index.tune(queries, target=0.9999)
-    assert held_out < 0.9999 and index.params["refine"] == 1
+    assert held_out < 0.9999 and index.params["refine"] == 1 and index.params["target_reached"] is False
     assert depth < index.index.nlist // 4, depth
     index.set_depth(index.index.nlist)
     everything = recall_at_k(index, queries[200:])

@@ -177,28 +177,32 @@ class VectorIndex:
         held_out = queries[half:] if len(queries) > 1 else tuning
         exact = topk_blocked(tuning, self.store.rows, k, valid=self.ok, budget=self.budget)[1]
 
-        def least(ladder: Sequence[int], apply, plateau: float = 0.0) -> None:
+        def least(ladder: Sequence[int], apply, plateau: float = 0.0) -> bool:
+            """Whether a value of the ladder reached the target (else its end, or a plateau, is kept)."""
             previous = None
             for value in ladder:
                 apply(value)
                 found = recall(self.search(tuning, k)[1], exact)
                 if found >= target:
-                    return
+                    return True
                 if plateau and previous and found - previous[1] < plateau:
                     apply(previous[0])  # the step gained nothing: keep the smaller value
-                    return
+                    return False
                 previous = (value, found)
+            return False
 
         if depth:
             self.set_depth(depth)
+            reached = recall(self.search(tuning, k)[1], exact) >= target
         elif self.kind == "ivfpq":
             self.params["refine"] = REFINE_LADDER[-1]
-            least(nprobe_ladder(self.index.nlist), self.set_depth, PLATEAU)
+            reached = least(nprobe_ladder(self.index.nlist), self.set_depth, PLATEAU)
         else:
-            least(EF_LADDER, self.set_depth)
+            reached = least(EF_LADDER, self.set_depth)
         if self.kind == "ivfpq":
-            least(REFINE_LADDER, lambda value: self.params.update(refine=value))
-        self.params.update({"tuned_for_recall@10": target, "recall@10": recall_at_k(self, held_out, k),
+            reached = least(REFINE_LADDER, lambda value: self.params.update(refine=value))
+        self.params.update({"tuned_for_recall@10": target, "target_reached": reached,
+                            "recall@10": recall_at_k(self, held_out, k),
                             "recall_queries": len(held_out)})
         return self.params[self.depth_name], self.params["recall@10"]
 
@@ -363,7 +367,8 @@ def build_index(
             sample = store.rows[rows]
         _, held_out = index.tune(sample, depth=depth)
         depths = ", ".join(f"{key} {index.params[key]}" for key in (index.depth_name, "refine") if key in index.params)
-        line += (f"; {depths} (the least reaching recall@10 {RECALL_TARGET} on {max(1, len(sample) // 2)} queries"
+        how = "the least reaching" if index.params["target_reached"] else "the ladder's end, not reaching"
+        line += (f"; {depths} ({how} recall@10 {RECALL_TARGET} on {max(1, len(sample) // 2)} queries"
                  f"{', ' + index.depth_name + ' as given' if depth else ''}); recall@10 against exact on "
                  f"{index.params['recall_queries']} other queries: {held_out:.4f}")
     index.save(out)
