@@ -9,7 +9,8 @@ top-k (``rank.topk_blocked``).
 
 Each path runs in its own process, so that its peak memory (``getrusage`` maxrss; DataLoader
 workers reported apart) is its own. The model is the tiny one with random weights, saved once
-and loaded by every path; both paths must return the same top-10.
+and loaded by every path; it prints how many top-10 lists agree in order and how many images
+they share (the project ranks the store's float16 rows, so near-ties may swap).
 
     .venv/bin/python benchmarks/ranking_speed.py [--images 5000] [--queries 2000] [--workers 2] [--repeats 3]
 """
@@ -20,9 +21,9 @@ import argparse
 import itertools
 import json
 import resource
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import threading
 import time
