@@ -47,6 +47,6 @@ def test_probability_zero_is_the_identity_and_torch_seeds_the_draws():
 def test_train_passes_degrade_to_the_entry_point_which_takes_it_out():
     args = upstream_args(TrainJob("train.csv", square_pad=False), TrainSettings(degrade=0.7, precision="fp32"), None, "cpu")
     assert args[args.index("--degrade") + 1] == "0.7"
-    rest, square_pad, degrade = own_options(args)
-    assert degrade == 0.7 and not square_pad and "--degrade" not in rest and "--no-square-pad" not in rest
+    rest, own = own_options(args)
+    assert own.degrade == 0.7 and not own.square_pad and "--degrade" not in rest and "--no-square-pad" not in rest
     assert rest[:2] == ["--dataset-type", "csv"]

@@ -28,10 +28,11 @@ def test_prepare_writes_the_documented_files_identically_twice(tmp_path: Path, m
     assert _snapshot(prepared) | {"car_attribute.json": (out / "car_attribute.json").read_bytes()} == first
 
     train = pd.read_csv(prepared / "train.csv", sep="\t")
-    assert list(train.columns) == ["filepath", "title"] and len(train) == 60
+    assert list(train.columns) == ["filepath", "title", "attribute"] and len(train) == 60
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in train["filepath"])
     labels = read_labels(data / "train" / "train_label.txt")
     assert list(train["title"]) == [l.caption for l in labels]
+    assert list(train["attribute"]) == [l.attribute for l in labels]  # what the attribute loss trains on
     split = {k: read_labels(prepared / f"train_{k}_label.txt") for k in ("vehicle", "pedestrian")}
     assert sorted(split["vehicle"] + split["pedestrian"], key=labels.index) == labels
     assert all(l.kind == k for k, ls in split.items() for l in ls)

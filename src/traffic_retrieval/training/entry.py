@@ -5,6 +5,8 @@ no copied code:
 - an unreadable training image is logged and replaced by the next sample;
 - ``--degrade P`` degrades a share P of the training crops as a surveillance camera would
   (training/degrade.py), before square padding;
+- ``--attribute-loss W`` adds W times the attribute heads' cross-entropy on both towers to the
+  upstream loss (training/attribute_loss.py), with the targets of the CSV's ``attribute`` column;
 - checkpoints are written to a temporary file and renamed, so that ``--resume latest`` never picks a
   half-written ``epoch_N.pt``, and each epoch's weights are exported alone beside them
   (``weights/epoch_N.safetensors``, retrieval/weights.py), which is what inference reads;
@@ -15,7 +17,8 @@ no copied code:
   ``out.log`` and ``params.txt`` only, and no memory is pinned without CUDA (torch warned about it
   at every run on a CPU).
 
-Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] [--degrade P] <open_clip_train args>``,
+Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] [--degrade P] [--attribute-loss W]
+<open_clip_train args>``,
 directly or under ``torchrun``; ``traffic_retrieval.training.train`` builds that command line.
 """
 
@@ -25,11 +28,14 @@ import logging
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import open_clip
 import open_clip_train.data as upstream_data
 import open_clip_train.main as upstream
+import pandas as pd
 import torch
 from open_clip_train.file_utils import pt_load as upstream_pt_load
 
@@ -37,6 +43,7 @@ from ..core.fileio import atomic_open
 from ..retrieval.device import inference_precision
 from ..retrieval.models import register_configs, with_square_pad
 from ..retrieval.weights import EXPORT_DIR, export_weights
+from . import attribute_loss
 from .degrade import Degradation, Degrade
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -121,26 +128,57 @@ class CpuDDP(torch.nn.parallel.DistributedDataParallel):
         super().__init__(module, device_ids=device_ids, **kwargs)
 
 
-def own_options(argv: list[str]) -> tuple[list[str], bool, float]:
-    """The upstream arguments without the package's own: ``--no-square-pad`` and ``--degrade P``."""
-    degrade = float(_option(argv, "--degrade") or 0.0)
-    if "--degrade" in argv:
-        i = argv.index("--degrade")
-        argv = argv[:i] + argv[i + 2:]
-    return [a for a in argv if a != "--no-square-pad"], "--no-square-pad" not in argv, degrade
+@dataclass(frozen=True)
+class OwnOptions:
+    """The package's own options of the entry point, which the upstream parser would refuse."""
+
+    square_pad: bool = True
+    degrade: float = 0.0
+    attribute_loss: float = 0.0
+
+
+def own_options(argv: list[str]) -> tuple[list[str], OwnOptions]:
+    """The upstream arguments without the package's own (``--no-square-pad``, ``--degrade P``,
+    ``--attribute-loss W``), and those."""
+    values = {}
+    for name in ("--degrade", "--attribute-loss"):
+        values[name] = float(_option(argv, name) or 0.0)
+        if name in argv:
+            i = argv.index(name)
+            argv = argv[:i] + argv[i + 2:]
+    return ([a for a in argv if a != "--no-square-pad"],
+            OwnOptions("--no-square-pad" not in argv, values["--degrade"], values["--attribute-loss"]))
+
+
+def attribute_supervision(argv: list[str], model_name: str) -> Optional[Callable]:
+    """What puts the attribute heads on a created model (training/attribute_loss.py), built from the
+    training CSV before the upstream loop starts."""
+    csv_path = _option(argv, "--train-data")
+    csv = pd.read_csv(csv_path, sep=_option(argv, "--csv-separator") or "\t")
+    if attribute_loss.CSV_COLUMN not in csv.columns:
+        raise SystemExit(f"--attribute-loss: {csv_path} has no {attribute_loss.CSV_COLUMN!r} column; "
+                         "write it again with traffic-retrieval prepare")
+    csv = csv.rename(columns={_option(argv, "--csv-caption-key") or "title": "title"})
+    groups, table = attribute_loss.caption_targets(csv, open_clip.get_tokenizer(model_name))
+    dim = open_clip.get_model_config(model_name)["embed_dim"]
+    return lambda model: attribute_loss.attach(model, groups, table, dim)
 
 
 def main(argv: list[str]) -> int:
-    argv, square_pad, degrade = own_options(argv)
+    argv, own = own_options(argv)
     register_configs()
+    model_name = _option(argv, "--model") or "RN50"
     create = upstream.create_model_and_transforms
-    degradation = Degrade(Degradation(probability=degrade)) if degrade > 0 else None
+    degradation = Degrade(Degradation(probability=own.degrade)) if own.degrade > 0 else None
+    supervise = attribute_supervision(argv, model_name) if own.attribute_loss > 0 else None
 
     def create_with_padding(*args, **kwargs):
         with torch.device(kwargs.get("device") or "cpu"):  # built where it trains
             model, preprocess_train, preprocess_val = create(*args, **kwargs)
-        return (model, with_square_pad(preprocess_train, square_pad, degradation),
-                with_square_pad(preprocess_val, square_pad))
+            if supervise is not None:
+                supervise(model)
+        return (model, with_square_pad(preprocess_train, own.square_pad, degradation),
+                with_square_pad(preprocess_val, own.square_pad))
 
     upstream.create_model_and_transforms = create_with_padding
     setup_logging = upstream.setup_logging
@@ -158,11 +196,15 @@ def main(argv: list[str]) -> int:
 
     upstream.setup_logging = setup_logging_quietly
     upstream_data.CsvDataset.__getitem__ = skipping_unreadable(upstream_data.CsvDataset.__getitem__)
-    model_name = _option(argv, "--model") or "RN50"
+    if supervise is not None:
+        create_loss = upstream.create_loss
+        upstream.create_loss = lambda args: attribute_loss.WithAttributeLoss(create_loss(args), own.attribute_loss)
     on_cuda = torch.cuda.is_available() and (_option(argv, "--device") or "cuda").startswith("cuda")
     dtype = DTYPES[inference_precision(torch.device("cuda" if on_cuda else "cpu"))]
 
     def export(state_dict: dict, run: Path, epoch: int) -> None:
+        state_dict = {k: v for k, v in state_dict.items()
+                      if not k.removeprefix("module.").startswith(attribute_loss.HEAD_PREFIX)}  # training-only
         path = export_weights(state_dict, run / EXPORT_DIR / f"epoch_{epoch}.safetensors", model_name, epoch, dtype)
         logging.info(f"exported the weights of epoch {epoch} ({str(dtype).removeprefix('torch.')}) to {path}")
 

@@ -4,7 +4,7 @@ Outputs (under ``--out``, by default the parent of the data root, i.e. ``data/``
 challenge's ``data/datasets``)::
 
     car_attribute.json                     the vehicle vocabulary (challenge layout)
-    prepared/{train,val}.csv               OpenCLIP CSVs: tab-separated filepath, title (absolute paths)
+    prepared/{train,val}.csv               OpenCLIP CSVs: tab-separated filepath, title (absolute paths), attribute
     prepared/{train,val}_{vehicle,pedestrian}_label.txt
     prepared/pretrain.csv (and its label splits)  when the data has a pretrain split (synthetic)
     prepared/test_{vehicle,pedestrian}_text.txt   routed queries, original order within each kind
@@ -48,15 +48,17 @@ def training_caption(label: Label, vocab: Vocabulary) -> str:
 
 
 def openclip_csv(labels: Sequence[Label], images: Path, vocab: Vocabulary) -> str:
-    """The tab-separated CSV that open_clip_train reads (``--csv-img-key filepath --csv-caption-key title``)."""
+    """The tab-separated CSV that open_clip_train reads (``--csv-img-key filepath --csv-caption-key title``),
+    with the label's attribute field beside it, which the attribute loss reads (training/attribute_loss.py)."""
     rows = []
     for label in labels:
         title = training_caption(label, vocab)
-        if "\t" in title:
-            raise ValueError(f"caption of {label.image} contains a tab")
-        rows.append((str((images / label.image).resolve()), title))
+        if "\t" in title + label.attribute:
+            raise ValueError(f"caption or attribute of {label.image} contains a tab")
+        rows.append((str((images / label.image).resolve()), title, label.attribute))
     buf = io.StringIO()
-    pd.DataFrame(rows, columns=["filepath", "title"]).to_csv(buf, sep="\t", index=False, lineterminator="\n")
+    frame = pd.DataFrame(rows, columns=["filepath", "title", "attribute"])
+    frame.to_csv(buf, sep="\t", index=False, lineterminator="\n")
     return buf.getvalue()
 
 

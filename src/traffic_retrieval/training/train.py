@@ -67,6 +67,7 @@ class TrainSettings:
     seed: int = 0
     grad_checkpointing: Optional[bool] = None  # None: when the memory estimate needs it
     degrade: float = 0.0  # share of training crops degraded as a surveillance camera would (training/degrade.py)
+    attribute_loss: float = 0.0  # weight of the attribute heads' loss on both towers (training/attribute_loss.py)
     extra: list[str] = field(default_factory=list)  # more open_clip_train options, passed as they are
 
 
@@ -181,7 +182,8 @@ def plan(job: TrainJob, settings: TrainSettings, dry_run: bool = False) -> Train
 
 
 def upstream_args(job: TrainJob, s: TrainSettings, pretrained: Optional[str], device: str) -> list[str]:
-    """The open_clip_train command line (plus ``--no-square-pad`` and ``--degrade``, read by training/entry.py)."""
+    """The open_clip_train command line (plus ``--no-square-pad``, ``--degrade`` and ``--attribute-loss``, read by
+    training/entry.py)."""
     args = [
         "--dataset-type", "csv", "--train-data", str(job.train_csv), "--csv-separator", "\t",
         "--csv-img-key", "filepath", "--csv-caption-key", "title",
@@ -210,6 +212,8 @@ def upstream_args(job: TrainJob, s: TrainSettings, pretrained: Optional[str], de
         args.append("--no-square-pad")
     if s.degrade:
         args += ["--degrade", str(s.degrade)]
+    if s.attribute_loss:
+        args += ["--attribute-loss", str(s.attribute_loss)]
     return args + list(s.extra)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from ...retrieval.configs import TINY_MODEL
 
 OVERRIDES = (("epochs", int), ("batch-size", int), ("lr", float), ("warmup", int), ("wd", float),
-             ("precision", str), ("workers", int), ("seed", int), ("degrade", float))
+             ("precision", str), ("workers", int), ("seed", int), ("degrade", float),
+             ("attribute-loss", float))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="fine-tune with the upstream OpenCLIP training loop on the CSVs from prepare",
         description=(
-            "Reads the OpenCLIP CSVs written by prepare (tab-separated filepath, title). Writes "
+            "Reads the OpenCLIP CSVs written by prepare (tab-separated filepath, title, attribute). Writes "
             "LOGS/NAME/{out.log, params.txt, checkpoints/epoch_N.pt (the latest only), "
             "weights/epoch_N.safetensors (every epoch, weights only: what infer reads), tensorboard/} through "
             "open_clip_train, with square padding in the image transform, and LOGS/NAME/run.json, the parameters "
@@ -49,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "ViT-bigG-14 (lr 4e-7, batch 25 per GPU, warmup 10000 divided by --nproc, wd 0.01, cosine, bf16 AMP, "
             "gradient checkpointing when the memory estimate needs it); for the tiny model, settings that train "
             "it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). --dry-run prints the exact "
-            "command and the memory estimate. Unknown options are passed to open_clip_train."
+            "command and the memory estimate. --attribute-loss W adds W times the cross-entropy of attribute heads "
+            "on both towers, with the targets of the CSV's attribute column (off by default: it did not help on "
+            "seed 1, docs/domain-shift.md). Unknown options are passed to open_clip_train."
         ),
     )
     p.add_argument("--train-csv", type=Path, default=Path("data/prepared/train.csv"))
