@@ -40,7 +40,7 @@ def test_paired_effect_interval_uses_student_t():
 
 
 def test_the_cache_folder_follows_every_setting():
-    a, b = ablation.StudySettings(), ablation.StudySettings(fusion_weight=1.0)
+    a, b = ablation.StudySettings(), ablation.StudySettings(fusion_weight=2.0)
     assert a.digest() == ablation.StudySettings().digest() and a.digest() != b.digest()
 
 

@@ -93,13 +93,53 @@ def test_untrained_groups_are_uninformative_and_attribute_scores_match_brute_for
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_heads_read_a_shifted_domain_when_they_centre_it_on_its_own_mean():
+    emb, targets, _ = _separable(n=800, seed=4)
+    heads = AttributeHeads(GROUPS, emb.shape[1]).fit(emb[:400], targets[:400], HeadSettings(epochs=200))
+    assert heads.centre is not None and np.allclose(heads.centre, emb[:400].mean(0), atol=1e-6)
+    # another domain (a camera): the same attributes, every embedding moved by one offset
+    offset = 1.5 * np.random.default_rng(5).normal(size=emb.shape[1]) / np.sqrt(emb.shape[1])
+    shifted = emb[400:] + offset.astype(np.float32)
+    shifted /= np.linalg.norm(shifted, axis=1, keepdims=True)
+    own = heads.accuracy(shifted, targets[400:], centre=shifted.mean(0))
+    trained = heads.accuracy(shifted, targets[400:])
+    assert min(own[g] for g in ("colour", "type", "brand")) > 0.9
+    assert min(trained[g] for g in ("colour", "type", "brand")) < 0.75, trained  # the offset misleads them
+
+
+def test_heads_fitted_with_one_seed_are_the_same_whatever_ran_before():
+    import torch
+
+    emb, targets, _ = _separable(n=100, seed=6)
+    first = AttributeHeads(GROUPS, emb.shape[1]).fit(emb, targets, HeadSettings(epochs=5))
+    torch.rand(100)  # the global generator moves on
+    second = AttributeHeads(GROUPS, emb.shape[1]).fit(emb, targets, HeadSettings(epochs=5))
+    np.testing.assert_array_equal(first.log_probs(emb), second.log_probs(emb))
+
+
+def test_a_gallery_s_mean_is_over_its_readable_images_and_small_galleries_keep_the_training_one():
+    from traffic_retrieval.retrieval.fusion import MIN_ADAPT
+    from traffic_retrieval.retrieval.gallery import Gallery
+
+    emb, _, _ = _separable(n=MIN_ADAPT + 20, seed=7)
+    ok = np.ones(len(emb), bool)
+    ok[:30] = False
+    gallery = Gallery([f"{i}.jpg" for i in range(len(emb))], emb, ok)
+    np.testing.assert_allclose(gallery.mean(), emb[30:].mean(0), rtol=1e-5, atol=1e-6)
+    assert ok.sum() < MIN_ADAPT  # so fusion centres this gallery on the training mean (pipeline.fuse)
+
+
 def test_heads_save_and_load_give_the_same_log_probs(tmp_path):
     emb, targets, _ = _separable(n=100, seed=2)
     heads = AttributeHeads(GROUPS, emb.shape[1], hidden=16, meta={"model": "TR-ViT-Tiny"}).fit(
         emb, targets, HeadSettings(epochs=20, hidden=16))
     loaded = AttributeHeads.load(heads.save(tmp_path / "heads.safetensors"))
     assert loaded.groups == heads.groups and loaded.meta == {"model": "TR-ViT-Tiny"}
-    np.testing.assert_allclose(loaded.log_probs(emb), heads.log_probs(emb), rtol=1e-6)
+    np.testing.assert_allclose(loaded.log_probs(emb), heads.log_probs(emb), rtol=1e-6)  # the centre included
+    uncentred = AttributeHeads(GROUPS, emb.shape[1]).fit(emb, targets, HeadSettings(epochs=5, centred=False))
+    again = AttributeHeads.load(uncentred.save(tmp_path / "uncentred.safetensors"))  # as heads fitted before centring
+    assert again.centre is None
+    np.testing.assert_allclose(again.log_probs(emb, centre=emb.mean(0)), uncentred.log_probs(emb), rtol=1e-6)
 
 
 def test_a_file_that_is_not_heads_is_one_line_naming_it(tmp_path):

@@ -2,8 +2,8 @@
 
 The ladder is cumulative: the A3R steps (square padding, attribute augmentation, prompt enhancement),
 then what this project adds against the web -> surveillance shift (camera degradation in
-fine-tuning, a convolutional image tower, attribute fusion), then the query-time extras (adaption
-re-ranking, flip TTA). Per seed: draw a dataset; pretrain each tower on the complete-caption
+fine-tuning, a convolutional image tower, attribute fusion, the heads reading the gallery centred on
+its own mean), then the query-time extras (adaption re-ranking, flip TTA). Per seed: draw a dataset; pretrain each tower on the complete-caption
 ``pretrain`` split (the stand-in for LAION); fine-tune every variant the ladder needs; fit the
 attribute heads; rank the surveillance-style test split at every step.
 
@@ -63,6 +63,7 @@ class Step:
     variant: Variant
     prompt: bool = False
     fusion: bool = False
+    adapt: bool = False  # the heads centre the gallery on its own mean (Fusion.adapt)
     rerank: bool = False
     flip: bool = False
 
@@ -78,8 +79,9 @@ LADDER = (
     Step("+ camera degradation", _DEGRADED, prompt=True),
     Step("+ convolutional tower", _CONV, prompt=True),
     Step("+ attribute fusion", _CONV, prompt=True, fusion=True),
-    Step("+ re-ranking", _CONV, prompt=True, fusion=True, rerank=True),
-    Step("+ flip TTA", _CONV, prompt=True, fusion=True, rerank=True, flip=True),
+    Step("+ gallery centring", _CONV, prompt=True, fusion=True, adapt=True),
+    Step("+ re-ranking", _CONV, prompt=True, fusion=True, adapt=True, rerank=True),
+    Step("+ flip TTA", _CONV, prompt=True, fusion=True, adapt=True, rerank=True, flip=True),
 )
 
 
@@ -93,7 +95,7 @@ class StudySettings:
     pretrain_epochs: int = 2
     finetune_epochs: int = 1
     rerank: RerankSettings = field(default_factory=RerankSettings)
-    fusion_weight: float = 0.5
+    fusion_weight: float = 1.0  # the default run's, chosen on seed 1
     heads: HeadData = field(default_factory=lambda: HeadData(degraded=1))
 
     def digest(self) -> str:
@@ -147,7 +149,7 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
         if step.fusion:
             if step.variant not in heads:
                 heads[step.variant] = fit_heads(load_model(model), data, vocab, encode, s.heads, HeadSettings())
-            fusion = Fusion(heads[step.variant], s.fusion_weight)
+            fusion = Fusion(heads[step.variant], s.fusion_weight, adapt=step.adapt)
         query = QuerySettings(vehicle_prompt=DEFAULT_VEHICLE_PROMPT if step.prompt else "", fusion=fusion,
                               rerank=s.rerank if step.rerank else None, flip_tta=step.flip)
         out = root / "submissions" / f"{step.name.strip('+ ').replace(' ', '-')}.json"

@@ -87,9 +87,11 @@ def add_query_arguments(p: argparse.ArgumentParser, topk_default: int = 10) -> N
     p.add_argument("--flip-tta", action="store_true", help="average gallery embeddings with their horizontal flips")
     p.add_argument("--attributes", type=Path, default=None,
                    help="attribute heads from traffic-retrieval attributes: fuse them with the similarity")
-    p.add_argument("--attribute-weight", type=float, default=0.5,
-                   help="weight of the attributes' log-likelihood against CLIP's logit (default 0.5, chosen on "
+    p.add_argument("--attribute-weight", type=float, default=1.0,
+                   help="weight of the attributes' log-likelihood against CLIP's logit (default 1, chosen on "
                         "seed 1: docs/shift/select-seed1.txt)")
+    p.add_argument("--no-attribute-centring", dest="attribute_adapt", action="store_false",
+                   help="the heads read the gallery centred on the training mean, not on the gallery's own")
     p.add_argument("--attribute-candidates", type=positive, default=1000,
                    help="first-ranked candidates that fusion re-scores (default 1000)")
 
@@ -126,7 +128,7 @@ def fusion_settings(a: argparse.Namespace) -> Optional[Fusion]:
         return None
     from ..retrieval.fusion import AttributeHeads, Fusion
 
-    return Fusion(AttributeHeads.load(a.attributes), a.attribute_weight, a.attribute_candidates)
+    return Fusion(AttributeHeads.load(a.attributes), a.attribute_weight, a.attribute_candidates, a.attribute_adapt)
 
 
 def query_settings(a: argparse.Namespace):

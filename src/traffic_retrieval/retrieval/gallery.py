@@ -23,7 +23,7 @@ from ..core.images import list_images
 from .encode import EncodeSettings, require_readable
 from .index import VectorIndex
 from .models import LoadedModel
-from .rank import topk_blocked
+from .rank import row_blocks, topk_blocked
 from .rerank import tta_gallery
 from .shards import Embeddings, Shards
 from .store import embed_gallery
@@ -52,6 +52,7 @@ class Gallery:
     budget: Optional[int] = None  # bytes an exact search may hold in blocks (None: rank.default_budget())
     _by_name: dict[str, int] = field(init=False, repr=False)
     _of_kind: dict = field(init=False, repr=False, default_factory=dict)
+    _mean: Optional[np.ndarray] = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not (len(self.names) == len(self.embeddings) == len(self.ok)) or (
@@ -70,6 +71,16 @@ class Gallery:
         if self.index is not None:
             return self.index.search(query_emb, k, valid, self.budget)
         return topk_blocked(query_emb, self.embeddings, k, valid=valid, budget=self.budget)
+
+    def mean(self) -> np.ndarray:
+        """The mean embedding of the readable images (attribute fusion centres the gallery on it),
+        computed once, a block of rows at a time (a store on disk is read through once)."""
+        if self._mean is None:
+            total, ok = np.zeros(self.embeddings.shape[1], np.float64), np.asarray(self.ok, bool)
+            for start, rows in row_blocks(self.embeddings, 65536):
+                total += rows[ok[start:start + len(rows)]].sum(0, dtype=np.float64)
+            self._mean = (total / max(int(ok.sum()), 1)).astype(np.float32)
+        return self._mean
 
     def _kind_mask(self, kind: str) -> np.ndarray:
         """Images of ``kind``, compared once per kinds table (a comparison of millions of strings would

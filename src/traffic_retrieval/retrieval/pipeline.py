@@ -24,7 +24,7 @@ from ..core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
 from ..core.submission import write_submission
 from ..core.vocab import Vocabulary
 from .encode import EncodeSettings, encode_texts
-from .fusion import Fusion, attribute_scores
+from .fusion import MIN_ADAPT, Fusion, attribute_scores
 from .gallery import Gallery, encode_gallery
 from .index import load_index
 from .models import LoadedModel, ModelSettings, load_model
@@ -106,11 +106,15 @@ def fuse(
     fusion: Fusion, first: np.ndarray, scores: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first candidates re-ordered by similarity plus the attribute term (fusion.py), with their fused
-    scores and the attribute term alone, both in the similarity's units (divided by the logit scale)."""
+    scores and the attribute term alone, both in the similarity's units (divided by the logit scale).
+    With ``fusion.adapt`` the heads read the gallery centred on its own mean, where it has at least
+    MIN_ADAPT readable images."""
     fusion.heads.check(loaded.name, gallery.embeddings.shape[1])
     groups = fusion.heads.groups
     targets = np.array([query_targets(q, kd, vocab, groups) for q, kd in zip(queries, kinds)], np.int64)
-    prior = fusion.weight / loaded.logit_scale * attribute_scores(fusion.heads, targets, gallery.embeddings, first)
+    centre = gallery.mean() if fusion.adapt and int(np.sum(gallery.ok)) >= MIN_ADAPT else None
+    prior = fusion.weight / loaded.logit_scale * attribute_scores(fusion.heads, targets, gallery.embeddings, first,
+                                                                  centre)
     order = np.argsort(-(scores + prior), axis=1, kind="stable")
     pick = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
     return pick(first), pick(scores + prior), pick(prior)

@@ -85,6 +85,16 @@ def written_by_synth(out: Path) -> Optional[dict]:
         return None
 
 
+def drawn_subjects(out: Path, split: str) -> dict:
+    """Image name -> the participant synth drew in it, for a split of a dataset synth wrote (the truth
+    that benchmarks score attribute predictions against; the real data has none)."""
+    found = written_by_synth(out)
+    if found is None:
+        raise InputError(out, None, "not a dataset written by traffic-retrieval synth: it has no drawn attributes")
+    items = plan(found["sizes"], found["seed"], vehicle_fraction=found["vehicle_fraction"])[split]
+    return {it.name: it.subject for it in items}
+
+
 def check_replaceable(out: Path, force: bool = False) -> None:
     """InputError unless ``out`` is absent, empty or a dataset of synth's own (its marker, its splits,
     nothing else); ``force`` lets a folder of other data be replaced."""
