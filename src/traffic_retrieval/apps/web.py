@@ -65,6 +65,8 @@ def create_app(
 ) -> FastAPI:
     """The web app over an already encoded gallery (no I/O here beyond serving its files), answering
     requests whose Host is one of ``hosts`` and 400 to any other."""
+    if settings.fusion is not None and settings.fusion.adapt:
+        gallery.mean()  # the pass over the gallery that centring needs, at start-up rather than in a first query
     app = FastAPI(title="traffic-retrieval", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
