@@ -1,13 +1,15 @@
-"""Attribute supervision in fine-tuning: the training labels' attributes taught to both towers.
+"""Attribute supervision in training: the training labels' attributes taught to both towers.
 
 The contrastive loss teaches an attribute only as far as the text tower reads it from a caption and
 the batch holds a pair that differs in it. Measured on seed 1's run (docs/domain-shift.md), the
 image embeddings did not carry a pedestrian's gender, orientation or sleeve even on the web-style
 training images (heads fitted there: 0.73, 0.76, 0.50), where a supervised network of the same
-size reads them at 0.90, 0.93, 0.76 from surveillance crops. So the fine-tuning adds, to the
+size reads them at 0.90, 0.93, 0.76 from surveillance crops. So a training adds, to the
 upstream loss, the cross-entropy of one linear softmax head per attribute group
 (core/attribute_groups.py) over the image embedding and another over the text embedding, with
 the targets each training label states (a partial vehicle label trains only the groups it names).
+The reproduce notebook uses it in stage 1 (pretraining from scratch, where the image tower has the
+steps to learn the cues); one epoch of fine-tuning does not (docs/domain-shift.md).
 
 The upstream loop passes a batch's images and tokens to the model and the model's outputs to the
 loss, so the heads live on the model (``attach``: their parameters are in the optimizer, and they
