@@ -19,7 +19,7 @@ def _metrics(value: float) -> dict:
 def _result(seed: int, offset: float) -> dict:
     steps = {step.name: _metrics(0.1 * i + offset) for i, step in enumerate(ablation.LADDER)}
     accuracy = {part: {"accuracy": 0.5 + offset, "labels": 40, "per_class": {"red": 0.5 + offset}} for part in ("colour", "type")}
-    return {"seed": seed, "steps": steps, "augmentation": {"TR-ViT-Tiny": accuracy}}
+    return {"seed": seed, "steps": steps, "augmentation": {"pretrain-TR-ViT-Tiny": accuracy}}
 
 
 def test_tables_give_mean_and_sample_std_over_seeds_and_paired_effects():
@@ -32,7 +32,7 @@ def test_tables_give_mean_and_sample_std_over_seeds_and_paired_effects():
     # every step adds 0.1 on every seed: a paired effect of +0.1 with no spread, whatever the seeds' offsets
     assert "| + square padding | +0.100 ± 0.000 [+0.100, +0.100] |" in table
     augmentation = ablation.augmentation_table(results)
-    assert "| colour | 0.520 ± 0.020 | 40 |" in augmentation and "stage-1 TR-ViT-Tiny" in augmentation
+    assert "| colour | 0.520 ± 0.020 | 40 |" in augmentation and "stage-1 run pretrain-TR-ViT-Tiny" in augmentation
 
 
 def test_paired_effect_interval_uses_student_t():
@@ -52,7 +52,12 @@ def test_one_tiny_seed_end_to_end(tmp_path: Path):
     assert set(steps) == {s.name for s in ablation.LADDER}
     assert all(0.0 <= m["map_official"] <= 1.0 and m["queries"] == 40 for m in steps.values())
     assert steps["+ re-ranking"]["seconds_per_1000"]["rerank"] > 0
-    assert steps["+ attribute fusion"] != steps["+ convolutional tower"]  # the heads change the ranking
+    assert steps["+ attribute fusion"] != steps["+ attribute supervision"]  # the heads change the ranking
+    # the supervised step fine-tunes its own stage-1 run, trained with the attribute loss
+    log = tmp_path / "work" / settings.digest() / "seed0" / "log"
+    assert (log / "pretrain-TR-ResNet-Tiny-attr1").is_dir() and (log / "pretrain-TR-ResNet-Tiny").is_dir()
+    assert "Attribute_loss" in (log / "pretrain-TR-ResNet-Tiny-attr1" / "out.log").read_text()
+    assert "Attribute_loss" not in (log / "pretrain-TR-ResNet-Tiny" / "out.log").read_text()
     assert (tmp_path / "docs" / "ablation.png").stat().st_size > 5_000
     assert "+ flip TTA" in (tmp_path / "docs" / "ablation.md").read_text()
     assert "Per true colour" in (tmp_path / "docs" / "augmentation.md").read_text()

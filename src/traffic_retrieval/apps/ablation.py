@@ -2,10 +2,11 @@
 
 The ladder is cumulative: the A3R steps (square padding, attribute augmentation, prompt enhancement),
 then what this project adds against the web -> surveillance shift (camera degradation in
-fine-tuning, a convolutional image tower, attribute fusion, the heads reading the gallery centred on
-its own mean), then the query-time extras (adaption re-ranking, flip TTA). Per seed: draw a dataset; pretrain each tower on the complete-caption
-``pretrain`` split (the stand-in for LAION); fine-tune every variant the ladder needs; fit the
-attribute heads; rank the surveillance-style test split at every step.
+fine-tuning, a convolutional image tower, attribute supervision in pretraining, attribute fusion, the
+heads reading the gallery centred on its own mean), then the query-time extras (adaption re-ranking,
+flip TTA). Per seed: draw a dataset; pretrain each tower the ladder needs on the complete-caption
+``pretrain`` split (the stand-in for LAION), with or without the attribute loss; fine-tune every
+variant; fit the attribute heads; rank the surveillance-style test split at every step.
 
 Writes ``ablation.md`` (mean and sample standard deviation over seeds, official and strict mAP@10,
 per kind, and each step's effect paired by seed with its 95% confidence interval), ``ablation.png``
@@ -50,11 +51,19 @@ class Variant:
     square_pad: bool = True
     augmentation: bool = False
     degrade: float = 0.0
+    pretrain_attribute_loss: float = 0.0  # weight of the attribute loss in stage 1 (training/attribute_loss.py)
+
+    @property
+    def backbone(self) -> str:
+        """The stage-1 run this variant fine-tunes: one per tower and attribute-loss weight."""
+        return "-".join(["pretrain", self.model, *([f"attr{self.pretrain_attribute_loss:g}"]
+                                                   if self.pretrain_attribute_loss else [])])
 
     @property
     def name(self) -> str:
         return "-".join([self.model, "pad" if self.square_pad else "nopad", *(["aug"] if self.augmentation else []),
-                         *([f"degrade{self.degrade:g}"] if self.degrade else [])])
+                         *([f"degrade{self.degrade:g}"] if self.degrade else []),
+                         *([f"attr{self.pretrain_attribute_loss:g}"] if self.pretrain_attribute_loss else [])])
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class Step:
 _AUG = Variant(TINY_VIT, True, True)
 _DEGRADED = replace(_AUG, degrade=0.7)
 _CONV = replace(_DEGRADED, model=CONV_MODEL)
+_SUPERVISED = replace(_CONV, pretrain_attribute_loss=1.0)  # the default run's weight, chosen on seed 1
 LADDER = (
     Step("baseline", Variant(TINY_VIT, square_pad=False)),
     Step("+ square padding", Variant(TINY_VIT)),
@@ -78,10 +88,11 @@ LADDER = (
     Step("+ prompt enhancement", _AUG, prompt=True),
     Step("+ camera degradation", _DEGRADED, prompt=True),
     Step("+ convolutional tower", _CONV, prompt=True),
-    Step("+ attribute fusion", _CONV, prompt=True, fusion=True),
-    Step("+ gallery centring", _CONV, prompt=True, fusion=True, adapt=True),
-    Step("+ re-ranking", _CONV, prompt=True, fusion=True, adapt=True, rerank=True),
-    Step("+ flip TTA", _CONV, prompt=True, fusion=True, adapt=True, rerank=True, flip=True),
+    Step("+ attribute supervision", _SUPERVISED, prompt=True),
+    Step("+ attribute fusion", _SUPERVISED, prompt=True, fusion=True),
+    Step("+ gallery centring", _SUPERVISED, prompt=True, fusion=True, adapt=True),
+    Step("+ re-ranking", _SUPERVISED, prompt=True, fusion=True, adapt=True, rerank=True),
+    Step("+ flip TTA", _SUPERVISED, prompt=True, fusion=True, adapt=True, rerank=True, flip=True),
 )
 
 
@@ -113,10 +124,11 @@ def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, model: str
                           square_pad=square_pad, resume=(logs / name).exists()), settings)
 
 
-def _settings(model: str, epochs: int, seed: int, pretrained: Optional[Path] = None, degrade: float = 0.0) -> TrainSettings:
+def _settings(model: str, epochs: int, seed: int, pretrained: Optional[Path] = None, degrade: float = 0.0,
+              attribute_loss: float = 0.0) -> TrainSettings:
     """The tiny preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs."""
     preset = default_settings(model, str(pretrained) if pretrained else None)
-    return replace(preset, epochs=epochs, seed=seed, degrade=degrade)
+    return replace(preset, epochs=epochs, seed=seed, degrade=degrade, attribute_loss=attribute_loss)
 
 
 def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
@@ -128,19 +140,21 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
     prepared = prepare(data, progress=False)
     layout, vocab = Layout(data), find_vocabulary(data)
     encode = EncodeSettings(cache_dir=root / "cache", workers=0, progress=False)
-    variants = {step.variant for step in LADDER}
-    pretrained = {m: _train(prepared / "pretrain.csv", logs, f"pretrain-{m}", _settings(m, s.pretrain_epochs, seed),
-                            m, None, True) for m in sorted({v.model for v in variants})}
+    variants = sorted({step.variant for step in LADDER}, key=lambda v: v.name)
+    backbones = {v.backbone: v for v in variants}  # any variant of a backbone names its tower and weight
+    pretrained = {b: _train(prepared / "pretrain.csv", logs, b, _settings(v.model, s.pretrain_epochs, seed,
+                                                                           attribute_loss=v.pretrain_attribute_loss),
+                            v.model, None, True) for b, v in sorted(backbones.items())}
     accuracy, csvs = {}, {}
-    for model in sorted({v.model for v in variants if v.augmentation}):
-        labels = root / "augmented" / model / "train_label_augmented.txt"
-        completed = aug.augment(load_model(ModelSettings(model, str(pretrained[model]))), layout.labels("train"),
-                                layout.images("train"), labels, vocab, encode)
-        accuracy[model] = aug.completion_accuracy(completed, read_labels(data / "train" / "train_label_truth.txt"), vocab)
-        csvs[model] = prepare(data, out=labels.parent, train_labels=labels, progress=False) / "train.csv"
-    runs = {v: _train(csvs[v.model] if v.augmentation else prepared / "train.csv", logs, f"finetune-{v.name}",
-                      _settings(v.model, s.finetune_epochs, seed, pretrained[v.model], v.degrade), v.model,
-                      pretrained[v.model], v.square_pad) for v in sorted(variants, key=lambda v: v.name)}
+    for b in sorted({v.backbone for v in variants if v.augmentation}):
+        labels = root / "augmented" / b / "train_label_augmented.txt"
+        completed = aug.augment(load_model(ModelSettings(backbones[b].model, str(pretrained[b]))),
+                                layout.labels("train"), layout.images("train"), labels, vocab, encode)
+        accuracy[b] = aug.completion_accuracy(completed, read_labels(data / "train" / "train_label_truth.txt"), vocab)
+        csvs[b] = prepare(data, out=labels.parent, train_labels=labels, progress=False) / "train.csv"
+    runs = {v: _train(csvs[v.backbone] if v.augmentation else prepared / "train.csv", logs, f"finetune-{v.name}",
+                      _settings(v.model, s.finetune_epochs, seed, pretrained[v.backbone], v.degrade), v.model,
+                      pretrained[v.backbone], v.square_pad) for v in variants}
     heads = {}
     steps = {}
     for step in LADDER:
@@ -209,11 +223,12 @@ def ablation_table(results: list[dict]) -> str:
 
 
 def augmentation_table(results: list[dict]) -> str:
-    """Markdown: completion accuracy of each tower's augmentation, overall and per true class."""
+    """Markdown: completion accuracy of each stage-1 run's augmentation, overall and per true class."""
     lines = []
-    for model in sorted({m for r in results for m in r["augmentation"]}):
-        lines += [f"## Completed by the stage-1 {model}", "", "| part | accuracy | labels completed |", "|---|---|---|"]
-        acc = [r["augmentation"][model] for r in results]
+    for backbone in sorted({b for r in results for b in r["augmentation"]}):
+        lines += [f"## Completed by the stage-1 run {backbone}", "", "| part | accuracy | labels completed |",
+                  "|---|---|---|"]
+        acc = [r["augmentation"][backbone] for r in results if backbone in r["augmentation"]]
         for part in ("colour", "type"):
             lines.append(f"| {part} | {_mean_std([a[part]['accuracy'] for a in acc])} | "
                          f"{np.mean([a[part]['labels'] for a in acc]):.0f} |")
