@@ -80,7 +80,7 @@ class Step:
 _AUG = Variant(TINY_VIT, True, True)
 _DEGRADED = replace(_AUG, degrade=0.7)
 _CONV = replace(_DEGRADED, model=CONV_MODEL)
-_SUPERVISED = replace(_CONV, pretrain_attribute_loss=1.0)  # the default run's weight, chosen on seed 1
+_SUPERVISED = replace(_CONV, pretrain_attribute_loss=4.0)  # the default run's weight, chosen on seed 1
 LADDER = (
     Step("baseline", Variant(TINY_VIT, square_pad=False)),
     Step("+ square padding", Variant(TINY_VIT)),
