@@ -21,7 +21,7 @@ METHODS: tuple[str, ...] = ("pca", "mean", "aqe", "kreciprocal")
 @dataclass(frozen=True)
 class RerankSettings:
     method: Method = "mean"
-    top_k: int = 3  # candidates that form the consensus (re-ranking is off by default: docs/shift/select-seed1.txt)
+    top_k: int = 3  # candidates that form the consensus (the reproduce run's: docs/shift/select-seed1-al4.txt)
     weight: float = 0.5  # how far the query moves towards the consensus
     alpha: float = 3.0  # aqe: similarity exponent
     temperature: float = 0.05  # softmax temperature of the consensus weights

@@ -51,8 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "gradient checkpointing when the memory estimate needs it); for the tiny model, settings that train "
             "it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). --dry-run prints the exact "
             "command and the memory estimate. --attribute-loss W adds W times the cross-entropy of attribute heads "
-            "on both towers, with the targets of the CSV's attribute column (off by default: it did not help on "
-            "seed 1, docs/domain-shift.md). Unknown options are passed to open_clip_train."
+            "on both towers, with the targets of the CSV's attribute column (off by default: in fine-tuning it did not "
+            "help on seed 1; the reproduce notebook's stage 1 trains with it at 4, docs/domain-shift.md). Unknown "
+            "options are passed to open_clip_train."
         ),
     )
     p.add_argument("--train-csv", type=Path, default=Path("data/prepared/train.csv"))
