@@ -98,7 +98,7 @@ LADDER = (
 
 @dataclass
 class StudySettings:
-    """The study's data and schedule (half the default run's sizes, so that three seeds fit in an hour)."""
+    """The study's data and schedule (half the default run's sizes, so that three seeds fit in about 80 minutes)."""
 
     train: int = 6000
     test: int = 1000
