@@ -32,6 +32,7 @@ from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
 from traffic_retrieval.synthetic.generate import drawn_subjects, written_by_synth
 from traffic_retrieval.training import augment, heads, prepare, train
+from traffic_retrieval.retrieval.weights import run_model
 from traffic_retrieval.training.runs import run_data
 
 GROUPS = ("colour", "type", "brand", "gender", "age", "orientation", "sleeve", "handbag", "backpack", "skirt_dress")
@@ -70,7 +71,7 @@ def main() -> None:
     a = ap.parse_args()
     data = run_data(a.run)
     seed = written_by_synth(data)["seed"]
-    stage1 = a.run.parent / f"{a.run.name}-pretrain"
+    stage1, model = a.run.parent / f"{a.run.name}-pretrain", run_model(a.run)  # fine-tuned as the run was
     csv = prepare.prepare(data, train_labels=augment.augmented_path(data, "train"), progress=False) / "train.csv"
     encode = EncodeSettings(cache_dir=Path("data/cache"), workers=2, progress=False)
     results = {}
@@ -79,11 +80,11 @@ def main() -> None:
             results[weight] = measure(a.run, data, encode)
             continue
         name = f"{a.run.name}-attribute-loss-{weight:g}"
-        s = train.default_settings("TR-ResNet-Tiny", str(stage1))
+        s = train.default_settings(model, str(stage1))
         s.seed, s.attribute_loss = seed, weight
         run = a.run.parent / name
         if not train.final_checkpoint(a.run.parent, name, s.epochs).is_file():
-            train.train(train.TrainJob(csv, "TR-ResNet-Tiny", str(stage1), logs=a.run.parent, name=name,
+            train.train(train.TrainJob(csv, model, str(stage1), logs=a.run.parent, name=name,
                                        resume=run.exists()), s)
         results[weight] = measure(run, data, encode)
     print(f"Attribute supervision in fine-tuning, on {data} (seed {seed}), from {stage1}: heads fitted as the "

@@ -53,12 +53,17 @@ def test_one_tiny_seed_end_to_end(tmp_path: Path):
     assert all(0.0 <= m["map_official"] <= 1.0 and m["queries"] == 40 for m in steps.values())
     assert steps["+ re-ranking"]["seconds_per_1000"]["rerank"] > 0
     assert steps["+ attribute fusion"] != steps["+ attribute supervision"]  # the heads change the ranking
-    # the supervised step fine-tunes its own stage-1 run, trained with the attribute loss
+    # the supervised steps fine-tune their own stage-1 runs, trained with the attribute loss, the last
+    # of them at the doubled learning rate and with the 256-d embedding
     log = tmp_path / "work" / settings.digest() / "seed0" / "log"
-    supervised = ablation.LADDER[-1].variant.backbone
-    assert supervised.startswith("pretrain-TR-ResNet-Tiny-attr") and (log / "pretrain-TR-ResNet-Tiny").is_dir()
+    plain, supervised = "pretrain-TR-ResNet-Tiny-128-lr0.001", ablation.LADDER[-1].variant.backbone
+    assert supervised == "pretrain-TR-ResNet-Tiny-attr4-lr0.002" and (log / plain).is_dir()
+    assert {"pretrain-TR-ResNet-Tiny-128-attr4-lr0.001", "pretrain-TR-ResNet-Tiny-128-attr4-lr0.002"} <= {
+        p.name for p in log.iterdir()}
     assert "Attribute_loss" in (log / supervised / "out.log").read_text()
-    assert "Attribute_loss" not in (log / "pretrain-TR-ResNet-Tiny" / "out.log").read_text()
+    assert "Attribute_loss" not in (log / plain / "out.log").read_text()
+    assert "lr: 0.002" in (log / supervised / "params.txt").read_text().splitlines()
+    assert "lr: 0.001" in (log / plain / "params.txt").read_text().splitlines()
     assert (tmp_path / "docs" / "ablation.png").stat().st_size > 5_000
     assert "+ flip TTA" in (tmp_path / "docs" / "ablation.md").read_text()
     assert "Per true colour" in (tmp_path / "docs" / "augmentation.md").read_text()

@@ -54,7 +54,7 @@ def test_the_heads_on_the_model_train_its_towers_on_the_attributes():
     torch.manual_seed(0)
     model, _, _ = open_clip.create_model_and_transforms("TR-ResNet-Tiny", output_dict=True)
     groups, table = caption_targets(CSV, tokenizer())
-    attach(model, groups, table, 128)
+    attach(model, groups, table, open_clip.get_model_config("TR-ResNet-Tiny")["embed_dim"])
     loss = WithAttributeLoss(open_clip.ClipLoss(), 2.0)
     assert any(n.startswith(HEAD_PREFIX) for n, _ in model.named_parameters())  # so the optimizer steps them
     images, texts = torch.randn(4, 3, 64, 64), tokenizer()(list(CSV["title"]))

@@ -2,10 +2,11 @@
 
 The ladder is cumulative: the A3R steps (square padding, attribute augmentation, prompt enhancement),
 then what this project adds against the web -> surveillance shift (camera degradation in
-fine-tuning, a convolutional image tower, attribute supervision in pretraining, attribute fusion, the
-heads reading the gallery centred on its own mean), then the query-time extras (adaption re-ranking,
-flip TTA). Per seed: draw a dataset; pretrain each tower the ladder needs on the complete-caption
-``pretrain`` split (the stand-in for LAION), with or without the attribute loss; fine-tune every
+fine-tuning, a convolutional image tower, attribute supervision in pretraining, its learning rate doubled,
+a 256-d embedding, attribute fusion, the heads reading the gallery centred on its own mean), then the query-time extras
+(adaption re-ranking, flip TTA). Per seed: draw a dataset; pretrain each tower the ladder needs on the
+complete-caption ``pretrain`` split (the stand-in for LAION), with or without the attribute loss, at
+each learning rate the ladder names; fine-tune every
 variant; fit the attribute heads; rank the surveillance-style test split at every step.
 
 Writes ``ablation.md`` (mean and sample standard deviation over seeds, official and strict mAP@10,
@@ -30,7 +31,7 @@ from ..core.fileio import atomic_open, atomic_write_text
 from ..core.labels import read_labels
 from ..core.layout import Layout, find_vocabulary
 from ..core.routing import DEFAULT_VEHICLE_PROMPT
-from ..retrieval.configs import CONV_MODEL, TINY_VIT
+from ..retrieval.configs import CONV_MODEL, CONV_MODEL_128, TINY_VIT
 from ..retrieval.encode import EncodeSettings
 from ..retrieval.fusion import Fusion, HeadSettings
 from ..retrieval.models import ModelSettings, load_model
@@ -52,18 +53,20 @@ class Variant:
     augmentation: bool = False
     degrade: float = 0.0
     pretrain_attribute_loss: float = 0.0  # weight of the attribute loss in stage 1 (training/attribute_loss.py)
+    pretrain_lr: float = 1e-3  # stage 1's learning rate (the tiny preset's before it became 2e-3)
 
     @property
     def backbone(self) -> str:
-        """The stage-1 run this variant fine-tunes: one per tower and attribute-loss weight."""
+        """The stage-1 run this variant fine-tunes: one per tower, attribute-loss weight and learning rate."""
         return "-".join(["pretrain", self.model, *([f"attr{self.pretrain_attribute_loss:g}"]
-                                                   if self.pretrain_attribute_loss else [])])
+                                                   if self.pretrain_attribute_loss else []), f"lr{self.pretrain_lr:g}"])
 
     @property
     def name(self) -> str:
         return "-".join([self.model, "pad" if self.square_pad else "nopad", *(["aug"] if self.augmentation else []),
                          *([f"degrade{self.degrade:g}"] if self.degrade else []),
-                         *([f"attr{self.pretrain_attribute_loss:g}"] if self.pretrain_attribute_loss else [])])
+                         *([f"attr{self.pretrain_attribute_loss:g}"] if self.pretrain_attribute_loss else []),
+                         f"lr{self.pretrain_lr:g}"])
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ class Step:
 
 _AUG = Variant(TINY_VIT, True, True)
 _DEGRADED = replace(_AUG, degrade=0.7)
-_CONV = replace(_DEGRADED, model=CONV_MODEL)
+_CONV = replace(_DEGRADED, model=CONV_MODEL_128)  # the ViT's embedding width, so the step measures the tower
 _SUPERVISED = replace(_CONV, pretrain_attribute_loss=4.0)  # the default run's weight, chosen on seed 1
+_FASTER = replace(_SUPERVISED, pretrain_lr=2e-3)  # the default run's stage-1 learning rate, chosen on seed 1
+_WIDER = replace(_FASTER, model=CONV_MODEL)  # the default run's tower: a 256-d embedding, chosen on seed 1
 LADDER = (
     Step("baseline", Variant(TINY_VIT, square_pad=False)),
     Step("+ square padding", Variant(TINY_VIT)),
@@ -89,10 +94,12 @@ LADDER = (
     Step("+ camera degradation", _DEGRADED, prompt=True),
     Step("+ convolutional tower", _CONV, prompt=True),
     Step("+ attribute supervision", _SUPERVISED, prompt=True),
-    Step("+ attribute fusion", _SUPERVISED, prompt=True, fusion=True),
-    Step("+ gallery centring", _SUPERVISED, prompt=True, fusion=True, adapt=True),
-    Step("+ re-ranking", _SUPERVISED, prompt=True, fusion=True, adapt=True, rerank=True),
-    Step("+ flip TTA", _SUPERVISED, prompt=True, fusion=True, adapt=True, rerank=True, flip=True),
+    Step("+ stage-1 lr 2e-3", _FASTER, prompt=True),
+    Step("+ 256-d embedding", _WIDER, prompt=True),
+    Step("+ attribute fusion", _WIDER, prompt=True, fusion=True),
+    Step("+ gallery centring", _WIDER, prompt=True, fusion=True, adapt=True),
+    Step("+ re-ranking", _WIDER, prompt=True, fusion=True, adapt=True, rerank=True),
+    Step("+ flip TTA", _WIDER, prompt=True, fusion=True, adapt=True, rerank=True, flip=True),
 )
 
 
@@ -125,10 +132,11 @@ def _train(csv: Path, logs: Path, name: str, settings: TrainSettings, model: str
 
 
 def _settings(model: str, epochs: int, seed: int, pretrained: Optional[Path] = None, degrade: float = 0.0,
-              attribute_loss: float = 0.0) -> TrainSettings:
-    """The tiny preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs."""
+              attribute_loss: float = 0.0, lr: Optional[float] = None) -> TrainSettings:
+    """The tiny preset (from scratch, or fine-tuning ``pretrained``) with the study's epochs (and ``lr``
+    instead of the preset's, where given)."""
     preset = default_settings(model, str(pretrained) if pretrained else None)
-    return replace(preset, epochs=epochs, seed=seed, degrade=degrade, attribute_loss=attribute_loss)
+    return replace(preset, epochs=epochs, seed=seed, degrade=degrade, attribute_loss=attribute_loss, lr=lr or preset.lr)
 
 
 def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
@@ -143,7 +151,8 @@ def run_seed(seed: int, root: Path, s: StudySettings) -> dict:
     variants = sorted({step.variant for step in LADDER}, key=lambda v: v.name)
     backbones = {v.backbone: v for v in variants}  # any variant of a backbone names its tower and weight
     pretrained = {b: _train(prepared / "pretrain.csv", logs, b, _settings(v.model, s.pretrain_epochs, seed,
-                                                                           attribute_loss=v.pretrain_attribute_loss),
+                                                                           attribute_loss=v.pretrain_attribute_loss,
+                                                                           lr=v.pretrain_lr),
                             v.model, None, True) for b, v in sorted(backbones.items())}
     accuracy, csvs = {}, {}
     for b in sorted({v.backbone for v in variants if v.augmentation}):

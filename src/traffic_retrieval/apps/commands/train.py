@@ -49,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "that shape the run (--resume with other ones stops, saying what differs). Defaults: the A3R settings for "
             "ViT-bigG-14 (lr 4e-7, batch 25 per GPU, warmup 10000 divided by --nproc, wd 0.01, cosine, bf16 AMP, "
             "gradient checkpointing when the memory estimate needs it); for the tiny model, settings that train "
-            "it on CPU (lr 1e-3 from scratch, 3e-4 when fine-tuning a checkpoint). --dry-run prints the exact "
+            "it on CPU (lr 2e-3 from scratch, 3e-4 when fine-tuning a checkpoint). --dry-run prints the exact "
             "command and the memory estimate. --attribute-loss W adds W times the cross-entropy of attribute heads "
             "on both towers, with the targets of the CSV's attribute column (off by default: in fine-tuning it did not "
             "help on seed 1; the reproduce notebook's stage 1 trains with it at 4, docs/domain-shift.md). Unknown "
