@@ -105,7 +105,7 @@ LADDER = (
 
 @dataclass
 class StudySettings:
-    """The study's data and schedule (half the default run's sizes, so that three seeds fit in about 80 minutes)."""
+    """The study's data and schedule (half the default run's sizes, so that three seeds fit in about an hour on 2 cores)."""
 
     train: int = 6000
     test: int = 1000
