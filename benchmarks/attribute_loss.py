@@ -35,6 +35,8 @@ from traffic_retrieval.training import augment, heads, prepare, train
 from traffic_retrieval.retrieval.weights import run_model
 from traffic_retrieval.training.runs import run_data
 
+from study_run import official
+
 GROUPS = ("colour", "type", "brand", "gender", "age", "orientation", "sleeve", "handbag", "backpack", "skirt_dress")
 
 
@@ -61,7 +63,7 @@ def measure(run: Path, data: Path, encode: EncodeSettings) -> dict:
     return {"train": fitted.accuracy(emb[:raw], targets[:raw]),
             "test": fitted.accuracy(np.asarray(gallery.embeddings), truth, gallery.mean()),
             "probe": probe.accuracy(np.asarray(gallery.embeddings)[score_on], truth[score_on]),
-            "map": {"all": m["map_official"], **{k: m["per_kind"][k]["map_official"] for k in ("vehicle", "pedestrian")}}}
+            "map": official(m)}
 
 
 def main() -> None:

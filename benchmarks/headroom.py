@@ -19,18 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from traffic_retrieval.core.attribute_groups import MISSING, encode_subject, query_targets
+from traffic_retrieval.core.attribute_groups import MISSING, query_targets
 from traffic_retrieval.core.ground_truth import read_ground_truth
-from traffic_retrieval.core.layout import find_vocabulary, split_queries_and_gallery
 from traffic_retrieval.core.metrics import score
 from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route
 from traffic_retrieval.retrieval.encode import EncodeSettings, encode_texts
-from traffic_retrieval.retrieval.fusion import AttributeHeads, Fusion
+from traffic_retrieval.retrieval.fusion import Fusion
 from traffic_retrieval.retrieval.gallery import encode_gallery
-from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
-from traffic_retrieval.synthetic.generate import drawn_subjects, written_by_synth
-from traffic_retrieval.training.runs import run_data
+from traffic_retrieval.synthetic.generate import written_by_synth
+
+from study_run import StudyRun, official
 
 ORACLE_WRONG = np.log(1e-3)  # the oracle's log-probability of every value but the true one
 
@@ -59,15 +58,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="a reproduce run folder with attribute heads")
     a = ap.parse_args()
-    data = run_data(a.run)
-    vocab = find_vocabulary(data)
-    loaded = load_model(ModelSettings(None, str(a.run)))
-    heads = AttributeHeads.load(a.run / "attribute_heads.safetensors")
-    queries, paths = split_queries_and_gallery(data, "test")
+    run = StudyRun.open(a.run)
+    data, vocab, loaded, queries, paths, heads = run.data, run.vocab, run.loaded, run.queries, run.paths, run.heads()
     gallery = encode_gallery(loaded, paths, EncodeSettings(cache_dir=Path("data/cache"), progress=False), flip_tta=True)
     _, relevant, kinds = read_ground_truth(data / "test" / "test_ground_truth.txt", vocab)
-    subjects = drawn_subjects(data, "test")
-    truth = np.array([encode_subject(subjects[p.name], heads.groups) for p in paths])
+    truth = run.truth(heads.groups)
 
     routed = route(queries, vocab)
     query_emb = encode_texts(loaded, [enhance(q, k, DEFAULT_VEHICLE_PROMPT) for q, k in zip(queries, routed)])
@@ -76,21 +71,18 @@ def main() -> None:
     logits = loaded.logit_scale * (query_emb @ emb.T)
     table = heads.log_probs(emb, gallery.mean())
 
-    def official(attribute: np.ndarray) -> dict:
+    def fused(attribute: np.ndarray) -> dict:
         top = np.argsort(-(logits + attribute), axis=1, kind="stable")[:, :10]
-        m = score([[gallery.names[j] for j in row] for row in top], relevant, kinds)
-        return {"all": m["map_official"], **{k: m["per_kind"][k]["map_official"] for k in ("vehicle", "pedestrian")}}
+        return official(score([[gallery.names[j] for j in row] for row in top], relevant, kinds))
 
-    rows = {"the heads as fitted": official(attribute_term(table, targets, heads.offsets))}
+    rows = {"the heads as fitted": fused(attribute_term(table, targets, heads.offsets))}
     # the same ranking through the query pipeline, so that the matrices above are known to be its own
     pipeline = rank_queries(loaded, gallery, queries, vocab, QuerySettings(
         flip_tta=True, fusion=Fusion(heads, 1.0, candidates=len(paths), adapt=True)))
-    m = score(pipeline.top_names(), relevant, kinds)
-    rows["the query pipeline (check)"] = {"all": m["map_official"],
-                                          **{k: m["per_kind"][k]["map_official"] for k in ("vehicle", "pedestrian")}}
+    rows["the query pipeline (check)"] = official(score(pipeline.top_names(), relevant, kinds))
     for g, group in enumerate(heads.groups):
         if group.name != "kind":
-            rows[f"oracle {group.name}"] = official(attribute_term(with_oracle(table, truth, heads.offsets, g),
+            rows[f"oracle {group.name}"] = fused(attribute_term(with_oracle(table, truth, heads.offsets, g),
                                                                    targets, heads.offsets))
     accuracy = heads.accuracy(emb, truth, gallery.mean())
 

@@ -21,18 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from traffic_retrieval.core.attribute_groups import encode_subject
 from traffic_retrieval.core.evaluation import evaluate
-from traffic_retrieval.core.layout import find_vocabulary, split_queries_and_gallery
 from traffic_retrieval.core.submission import write_submission
 from traffic_retrieval.retrieval.encode import EncodeSettings
-from traffic_retrieval.retrieval.fusion import AttributeHeads, Fusion
+from traffic_retrieval.retrieval.fusion import Fusion
 from traffic_retrieval.retrieval.gallery import encode_gallery
-from traffic_retrieval.retrieval.models import ModelSettings, load_model
 from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
 from traffic_retrieval.retrieval.rerank import RerankSettings
-from traffic_retrieval.synthetic.generate import drawn_subjects, written_by_synth
-from traffic_retrieval.training.runs import run_data
+from traffic_retrieval.synthetic.generate import written_by_synth
+
+from study_run import StudyRun, official
 
 
 def main() -> None:
@@ -40,14 +38,10 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="a reproduce run folder with attribute heads")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0])
     a = ap.parse_args()
-    data = run_data(a.run)
-    vocab = find_vocabulary(data)
-    loaded = load_model(ModelSettings(None, str(a.run)))
-    heads = AttributeHeads.load(a.run / "attribute_heads.safetensors")
-    queries, paths = split_queries_and_gallery(data, "test")
+    run = StudyRun.open(a.run)
+    data, vocab, loaded, queries, paths, heads = run.data, run.vocab, run.loaded, run.queries, run.paths, run.heads()
     gallery = encode_gallery(loaded, paths, EncodeSettings(cache_dir=Path("data/cache"), progress=False))
-    subjects = drawn_subjects(data, "test")
-    truth = np.array([encode_subject(subjects[p.name], heads.groups) for p in paths])
+    truth = run.truth(heads.groups)
     accuracy = {"training mean": heads.accuracy(np.asarray(gallery.embeddings), truth),
                 "gallery mean": heads.accuracy(np.asarray(gallery.embeddings), truth, gallery.mean())}
     galleries = {False: gallery, True: None}
@@ -66,7 +60,7 @@ def main() -> None:
             m = evaluate(out, data / "test" / "test_ground_truth.txt")
         centring = "" if not weight else ", gallery mean" if adapt else ", training mean"
         name = f"weight {weight:g}{centring}, re-ranking {method}{', flip TTA' if tta else ''}"
-        rows[name] = {"all": m["map_official"], **{k: m["per_kind"][k]["map_official"] for k in ("vehicle", "pedestrian")}}
+        rows[name] = official(m)
         return name
 
     candidates = {}
