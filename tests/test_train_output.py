@@ -26,6 +26,7 @@ cell = io.StringIO()
 sys.stderr = cell
 settings = default_settings("TR-ViT-Tiny")
 settings.epochs, settings.batch_size, settings.workers = 1, 16, 0
+settings.attribute_loss, settings.degrade = 4.0, 0.7  # as the reproduce notebook's stage 1
 try:
     train(TrainJob(Path(sys.argv[1]), logs=Path(sys.argv[2]), name="quiet"), settings)
 finally:
@@ -42,6 +43,11 @@ def test_training_prints_its_progress_once_without_the_model_dump_or_the_pin_mem
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     shown, echoed = done.stdout, done.stderr
     assert "| INFO | Start epoch 0" in shown and "Train Epoch: 0" in shown
+    # Each line once: a logging call before the upstream setup (the attribute heads' tokenizer lookup)
+    # once gave the root logger a second console handler ("INFO:root:Train Epoch ..." beside each line).
+    progress = [line for line in shown.splitlines() if "Train Epoch" in line]
+    assert len(progress) == len(set(line.split("Train Epoch")[1] for line in progress)) >= 1, shown
+    assert "INFO:root:" not in shown and "WARNING:root:" not in shown, shown
     assert "Train Epoch" not in echoed and "Start epoch" not in echoed  # shown once, not echoed again
     lines = shown.splitlines()
     assert len(lines) < 30, shown

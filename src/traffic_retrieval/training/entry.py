@@ -14,8 +14,8 @@ no copied code:
   resumed checkpoint is memory-mapped rather than read into each rank's memory, and the peak GPU
   memory is logged at the end;
 - the console stays readable: the model description and parameter list (~150 lines a run) go to
-  ``out.log`` and ``params.txt`` only, and no memory is pinned without CUDA (torch warned about it
-  at every run on a CPU).
+  ``out.log`` and ``params.txt`` only, each line is printed once (by the upstream handler alone), and
+  no memory is pinned without CUDA (torch warned about it at every run on a CPU).
 
 Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] [--degrade P] [--attribute-loss W]
 <open_clip_train args>``,
@@ -184,6 +184,12 @@ def main(argv: list[str]) -> int:
     setup_logging = upstream.setup_logging
 
     def setup_logging_quietly(*args, **kwargs):
+        # A logging call before this point (open_clip's tokenizer lookup for the attribute heads)
+        # gave the root logger Python's default stderr handler, and the upstream setup adds its own
+        # beside it: every line was printed twice ("INFO:root:..." and "... | INFO | ..."). Only the
+        # upstream handlers stay.
+        for handler in list(logging.root.handlers):
+            logging.root.removeHandler(handler)
         # The upstream setup raises every logger to INFO, torch's own included, which then
         # floods the console with compiler statistics at exit.
         setup_logging(*args, **kwargs)
