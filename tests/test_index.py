@@ -258,7 +258,8 @@ def test_index_subcommand_and_infer_with_index_equals_infer_without(synthetic, t
     assert "rebuild it" in capsys.readouterr().err
     assert cli.main(["infer", "--out", str(tmp_path / "x.json"), "--index", str(tmp_path / "flat"), "--flip-tta",
                      *common]) == 2
-    assert "does not combine with --index" in capsys.readouterr().err
+    assert "index built without flip TTA, asked with it: rebuild it with traffic-retrieval index --flip-tta" \
+        in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 

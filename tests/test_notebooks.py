@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import papermill
@@ -44,12 +46,24 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     augmented = tmp_path / synthetic_root(0, **sizes) / "train" / "train_label_augmented.txt"
     assert any(line.count("$") == 3 for line in augmented.read_text().splitlines())
 
+    # The run folder carries how its submission was ranked (query.json): the command line given the run
+    # alone, no query flag and no --data, writes the same bytes as the notebook did.
+    record = json.loads((run / "query.json").read_text())
+    assert record["flip_tta"] and record["rerank"]["method"] == "mean" and record["fusion"]["heads"] == \
+        "attribute_heads.safetensors"
+    done = subprocess.run([str(Path(sys.executable).parent / "traffic-retrieval"), "infer", "--pretrained", "log/reproduce",
+                           "--out", "cli.json", "--workers", "0"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "cli.json").read_bytes() == (run / "submission_test.json").read_bytes()
+    assert "query settings: recorded by the run (log/reproduce/query.json)" in done.stderr
+
     executed = _execute("quick-review.ipynb", tmp_path, workers=0)
     review = tmp_path / "log" / "quick-review"
     assert (review / "submission_test.json").read_text() == (run / "submission_test.json").read_text()
     assert (review / "top10.png").is_file()
     printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
-    assert "mAP@10 (official, test split)" in printed
+    assert "mAP@10 (official, test split)" in printed and "query settings: recorded by the run" in printed
 
     # The same run with another seed (script/reproduce.sh -p seed 1) stops before it draws, trains or
     # writes anything: params.txt, checkpoints and scores keep describing the run that happened.

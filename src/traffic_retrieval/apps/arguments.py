@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from ..core.routing import DEFAULT_VEHICLE_PROMPT
 from ..retrieval.configs import TINY_MODEL
-from ..retrieval.rerank import METHODS, RerankSettings
-
-if TYPE_CHECKING:  # fusion imports torch: loaded only when --attributes is given
-    from ..retrieval.fusion import Fusion
+from ..retrieval.rerank import CANDIDATES, METHODS, RerankSettings
 
 DEFAULT_DATA = Path("data/datasets")
 DEFAULT_CACHE = Path("data/cache")
@@ -47,8 +44,15 @@ def gibibytes(text: str) -> int:
     return int(value * 2**30)
 
 
-def add_data_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"challenge layout root (default {DEFAULT_DATA})")
+def add_data_argument(p: argparse.ArgumentParser, from_run: bool = False) -> None:
+    """``--data``; with ``from_run``, a run folder given as ``--pretrained`` supplies the default: the data
+    its notebook recorded (run.json), so that the run ranks what it was made on."""
+    if from_run:
+        p.add_argument("--data", type=Path, default=None,
+                       help=f"challenge layout root (default: the data a run folder given as --pretrained recorded, "
+                            f"else {DEFAULT_DATA})")
+    else:
+        p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"challenge layout root (default {DEFAULT_DATA})")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,8 +61,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"OpenCLIP model name (default: the model a run folder's params.txt names, else {TINY_MODEL})")
     p.add_argument("--pretrained", required=True,
                    help="required: an OpenCLIP tag (e.g. laion2b_s39b_b160k), a checkpoint file, a training run "
-                        "folder (its latest weights), or none for random weights (scores mean nothing)")
-    p.add_argument("--no-square-pad", dest="square_pad", action="store_false", help="resize without square padding")
+                        "folder (its latest weights, and the query settings it recorded), or none for random "
+                        "weights (scores mean nothing)")
+    p.add_argument("--square-pad", action=argparse.BooleanOptionalAction, default=None,
+                   help="pad images to a square before resizing (default: as the run folder recorded, else on)")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when present)")
     p.add_argument("--batch-size", type=positive, default=None,
                    help="images a batch (default: the machine's choice, 256 where CUDA is present, else 64)")
@@ -70,30 +76,40 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-budget", type=gibibytes, default=None, metavar="GIB",
                    help="memory an exact search over the gallery may hold in blocks (default: a quarter of the machine's)")
     p.add_argument("--strict", action="store_true",
-                   help="abort at the first unreadable image instead of skipping it (never ranking it)")
+                   help="abort at the first unreadable image or non-regular file instead of skipping it")
 
 
-def add_query_arguments(p: argparse.ArgumentParser, topk_default: int = 10) -> None:
-    """What happens to queries (QuerySettings): prompt, depth, re-ranking, flip TTA."""
-    p.add_argument("--topk", type=positive, default=topk_default, help=f"names per query (default {topk_default})")
-    p.add_argument("--vehicle-prompt", default=DEFAULT_VEHICLE_PROMPT,
-                   help="text appended to vehicle queries ('' disables the prompt enhancement)")
+def add_query_arguments(p: argparse.ArgumentParser) -> None:
+    """What happens to queries (QuerySettings): prompt, depth, fusion, re-ranking, flip TTA. Every default is
+    the query settings a run folder given as --pretrained recorded (RUN/query.json), else the package's;
+    a flag overrides that one setting."""
+    as_recorded = "default: as the run folder recorded, else"
+    p.add_argument("--topk", type=positive, default=None, help=f"names per query ({as_recorded} 10)")
+    p.add_argument("--vehicle-prompt", default=None,
+                   help=f"text appended to vehicle queries ('' disables the prompt enhancement; {as_recorded} "
+                        f"{DEFAULT_VEHICLE_PROMPT!r})")
     p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json for routing (default: found next to DATA)")
-    p.add_argument("--rerank", choices=("none", *METHODS), default="none",
-                   help="adaption re-ranking of the first candidates (default none)")
-    p.add_argument("--rerank-candidates", type=positive, default=50, help="first-ranked candidates to re-rank (N)")
-    p.add_argument("--rerank-top-k", type=positive, default=RerankSettings.top_k, help="candidates forming the consensus")
-    p.add_argument("--rerank-weight", type=float, default=RerankSettings.weight, help="step towards the consensus")
-    p.add_argument("--flip-tta", action="store_true", help="average gallery embeddings with their horizontal flips")
-    p.add_argument("--attributes", type=Path, default=None,
-                   help="attribute heads from traffic-retrieval attributes: fuse them with the similarity")
-    p.add_argument("--attribute-weight", type=float, default=1.0,
-                   help="weight of the attributes' log-likelihood against CLIP's logit (default 1, chosen on "
-                        "seed 1: docs/shift/select-seed1.txt)")
-    p.add_argument("--no-attribute-centring", dest="attribute_adapt", action="store_false",
-                   help="the heads read the gallery centred on the training mean, not on the gallery's own")
-    p.add_argument("--attribute-candidates", type=positive, default=1000,
-                   help="first-ranked candidates that fusion re-scores (default 1000)")
+    p.add_argument("--rerank", choices=("none", *METHODS), default=None,
+                   help=f"adaption re-ranking of the first candidates ({as_recorded} none)")
+    p.add_argument("--rerank-candidates", type=positive, default=None,
+                   help=f"first-ranked candidates to re-rank, N ({as_recorded} {CANDIDATES})")
+    p.add_argument("--rerank-top-k", type=positive, default=None,
+                   help=f"candidates forming the consensus ({as_recorded} {RerankSettings.top_k})")
+    p.add_argument("--rerank-weight", type=float, default=None,
+                   help=f"step towards the consensus ({as_recorded} {RerankSettings.weight})")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"average gallery embeddings with their horizontal flips ({as_recorded} off)")
+    p.add_argument("--attributes", default=None, metavar="HEADS",
+                   help="attribute heads from traffic-retrieval attributes, fused with the similarity ('' or none: "
+                        "no fusion; default: the run folder's recorded heads, else none)")
+    p.add_argument("--attribute-weight", type=float, default=None,
+                   help="weight of the attributes' log-likelihood against CLIP's logit (default: as recorded, else 1, "
+                        "chosen on seed 1: docs/shift/select-seed1.txt)")
+    p.add_argument("--attribute-centring", dest="attribute_adapt", action=argparse.BooleanOptionalAction, default=None,
+                   help="the heads read the gallery centred on its own mean; --no-attribute-centring: on the training "
+                        "mean (default: as recorded, else on)")
+    p.add_argument("--attribute-candidates", type=positive, default=None,
+                   help="first-ranked candidates that fusion re-scores (default: as recorded, else 1000)")
 
 
 def add_index_argument(p: argparse.ArgumentParser) -> None:
@@ -102,10 +118,66 @@ def add_index_argument(p: argparse.ArgumentParser) -> None:
                         "(its names must match the gallery listing)")
 
 
+def overrides(a: argparse.Namespace):
+    """The query settings typed on the command line (``run_settings.Overrides``; None: not typed)."""
+    from ..retrieval.run_settings import Overrides
+
+    names = ("topk", "vehicle_prompt", "rerank", "rerank_top_k", "rerank_weight", "flip_tta", "attributes",
+             "attribute_weight", "attribute_adapt", "attribute_candidates", "square_pad")
+    return Overrides(**{name: getattr(a, name, None) for name in names}, candidates=getattr(a, "rerank_candidates", None))
+
+
+def resolved(a: argparse.Namespace):
+    """The run folder's recorded query settings (else the package's) with the typed overrides, once per
+    command (``announcement`` says what they apply)."""
+    if not hasattr(a, "_resolved"):
+        from ..retrieval.run_settings import resolve
+
+        a._resolved = resolve(a.pretrained, overrides(a))
+    return a._resolved
+
+
+def announcement(a: argparse.Namespace) -> str:
+    """What a command applies that the user did not type: the data a run folder recorded, and the query
+    settings (one line each); printed once the model has loaded, so that a mistake stays one line."""
+    lines = [f"data: {a.data} (recorded by the run, {a._data_from})"] if getattr(a, "_data_from", None) else []
+    if hasattr(a, "topk"):
+        lines.append(resolved(a).line())
+    elif getattr(a, "flip_tta", None) is None and recorded(a, "flip_tta", False):
+        lines.append("flip TTA, as the run folder recorded (--no-flip-tta: without)")
+    return "\n".join(lines)
+
+
+def data_folder(a: argparse.Namespace) -> Path:
+    """``--data``, else the data a run folder given as ``--pretrained`` recorded, else the default."""
+    if a.data is not None:
+        return a.data
+    from ..training import runs
+
+    run = Path(a.pretrained) if a.pretrained and Path(a.pretrained).is_dir() else None
+    data = runs.recorded(run).get("notebook", {}).get("data") if run else None
+    if data is None:
+        return DEFAULT_DATA
+    a.data, a._data_from = Path(data), run / runs.RECORD
+    return a.data
+
+
+def recorded(a: argparse.Namespace, name: str, default: bool) -> bool:
+    """A switch as typed (``--square-pad``, ``--flip-tta``), else as the run folder given as ``--pretrained``
+    recorded it (RUN/query.json), else ``default``: for commands that apply no other query setting."""
+    from ..retrieval.run_settings import read_record
+
+    if getattr(a, name, None) is not None:
+        return getattr(a, name)
+    found = read_record(getattr(a, "pretrained", None))
+    return bool(found[0].get(name, default)) if found else default
+
+
 def model_settings(a: argparse.Namespace):
     from ..retrieval.models import ModelSettings
 
-    return ModelSettings(a.model, a.pretrained, a.square_pad, a.device)
+    pad = resolved(a).square_pad if hasattr(a, "topk") else recorded(a, "square_pad", True)
+    return ModelSettings(a.model, a.pretrained, pad, a.device)
 
 
 def encode_settings(a: argparse.Namespace, chunk: Optional[int] = None):
@@ -116,23 +188,6 @@ def encode_settings(a: argparse.Namespace, chunk: Optional[int] = None):
                           cache_dir=a.cache_dir, strict=a.strict, memory_budget=a.memory_budget)
 
 
-def rerank_settings(a: argparse.Namespace) -> Optional[RerankSettings]:
-    if a.rerank == "none":
-        return None
-    return RerankSettings(method=a.rerank, top_k=a.rerank_top_k, weight=a.rerank_weight)
-
-
-def fusion_settings(a: argparse.Namespace) -> Optional[Fusion]:
-    """The attribute fusion of ``--attributes`` (heads loaded, and checked against the model, only when asked)."""
-    if a.attributes is None:
-        return None
-    from ..retrieval.fusion import AttributeHeads, Fusion
-
-    return Fusion(AttributeHeads.load(a.attributes), a.attribute_weight, a.attribute_candidates, a.attribute_adapt)
-
-
 def query_settings(a: argparse.Namespace):
-    from ..retrieval.pipeline import QuerySettings
-
-    return QuerySettings(a.topk, a.vehicle_prompt, rerank_settings(a), a.rerank_candidates, a.flip_tta,
-                         fusion_settings(a))
+    """The query settings a command applies (``resolved``)."""
+    return resolved(a).query

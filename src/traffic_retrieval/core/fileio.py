@@ -4,7 +4,9 @@ work starts: nothing half-written is ever trusted, and a wrong path is one line,
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -29,6 +31,27 @@ class InputError(UserError, ValueError):
         self.path, self.line, self.defect = str(path), line, defect
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {defect}")
+
+
+class DiskFull(OSError):
+    """A write that ran out of space, naming the file it was writing: the command line prints it as
+    ``error: PATH: the disk is full ...`` and exits 2, and nothing half-written is kept."""
+
+    def __init__(self, path: str | Path):
+        free = shutil.disk_usage(Path(path).parent).free if Path(path).parent.exists() else 0
+        super().__init__(errno.ENOSPC, f"the disk holding it is full (no space left on device, {free / 2**20:.1f} MiB "
+                                       f"free): nothing half-written was kept; free some space or write elsewhere, "
+                                       f"and run again", str(path))
+
+
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")  # numpy's tofile, where write() stopped short
+
+
+def out_of_space(e: BaseException) -> bool:
+    """Whether ``e`` is a write that ran out of space: ENOSPC or a quota, or numpy's short write (a
+    regular file takes fewer bytes than asked only when its disk is full), which names no errno."""
+    return isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or
+                                       (e.errno is None and bool(_SHORT_WRITE.match(str(e)))))
 
 
 def require_file(path: str | Path, what: str) -> Path:
@@ -68,10 +91,11 @@ def require_writable(path: str | Path, what: str, folder: bool = False) -> Path:
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
+    """Open a temporary file beside ``path``; rename it over ``path`` only on success. A write that runs
+    out of space is a DiskFull naming ``path``, and the temporary file goes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -79,9 +103,21 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if out_of_space(e) and not isinstance(e, DiskFull):
+            raise DiskFull(path) from e
+        raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """``mkstemp`` beside ``path``; DiskFull when not even an empty file fits."""
+    try:
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if out_of_space(e):
+            raise DiskFull(path) from e
         raise
 
 
@@ -91,7 +127,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -99,9 +135,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if out_of_space(e) and not isinstance(e, DiskFull):
+            raise DiskFull(path) from e
         raise
 
 

@@ -11,12 +11,13 @@ Prepared files (vocabulary, CSVs) go beside DATA, in its parent folder.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .fileio import InputError, require_folder
-from .images import IMAGE_SUFFIXES, list_images
+from .images import IMAGE_SUFFIXES, scan_images, skipped_summary
 from .labels import read_labels, read_queries
 from .vocab import Vocabulary, extract_vocabulary, packaged_vocabulary
 
@@ -71,20 +72,26 @@ def image_folder(folder: Path) -> Path:
     return require_folder(folder, "a folder of images (.jpg, .png, ...)")
 
 
-def gallery_images(folder: Path) -> list[Path]:
-    """The images of a gallery folder (``list_images``); InputError when there are none to rank."""
-    paths = list_images(image_folder(folder))
+def gallery_images(folder: Path, strict: bool = False) -> list[Path]:
+    """The image files of a gallery folder, the entries that are not regular files skipped and listed with
+    what they are (``strict``: InputError naming the first); InputError when there are none to rank."""
+    paths, skipped = scan_images(image_folder(folder))
+    if skipped and strict:
+        path, why = skipped[0]
+        raise InputError(path, None, f"{why}, not an image file (without --strict it is skipped)")
+    if skipped:
+        print(f"warning: {skipped_summary(skipped)}", file=sys.stderr)
     if not paths:
         raise InputError(folder, None, f"holds no images ({' '.join(IMAGE_SUFFIXES)}); expected the gallery's images")
     return paths
 
 
-def split_queries_and_gallery(data: Path, split: str) -> tuple[list[str], list[Path]]:
+def split_queries_and_gallery(data: Path, split: str, strict: bool = False) -> tuple[list[str], list[Path]]:
     """A split's queries and gallery images, in order: ``test`` ranks its images for the lines of
-    ``test_text.txt``; ``val`` ranks the val images for the val captions. InputError when either
-    is missing or empty."""
+    ``test_text.txt`` (``gallery_images``, ``strict`` passed on); ``val`` ranks the val images for the val
+    captions. InputError when either is missing or empty."""
     layout = Layout(Path(data))
     if split == "test":
-        return read_queries(layout.queries), gallery_images(layout.images("test"))
+        return read_queries(layout.queries), gallery_images(layout.images("test"), strict)
     labels = read_labels(layout.labels(split), allow_empty=False)
     return [l.caption for l in labels], [image_folder(layout.images(split)) / l.image for l in labels]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..core.fileio import InputError
-from ..core.images import load_image
+from ..core.images import load_image, open_image
 from .models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            with Image.open(self.paths[i]) as im:
+            with open_image(self.paths[i]) as im:
                 size = im.size  # the header's, as core.images.image_kind reads it
                 im.load()
                 if self.flip:

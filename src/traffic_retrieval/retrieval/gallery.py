@@ -18,15 +18,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..core.fileio import InputError
-from ..core.images import list_images
+from ..core.images import scan_images
 from .encode import EncodeSettings, require_readable
 from .index import VectorIndex
 from .models import LoadedModel
 from .rank import row_blocks, topk_blocked
-from .rerank import tta_gallery
 from .shards import Embeddings, Shards
-from .store import embed_gallery
+from .store import embed_gallery, tta_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +102,18 @@ def encode_gallery(
     index: Optional[VectorIndex] = None,
 ) -> Gallery:
     """The gallery of ``paths``: from ``index`` when given (it must hold exactly these images, encoded by
-    this model), else encoded through the store; with flip TTA, averaged with the horizontal flips
-    (read into memory: flip TTA is for galleries that fit it). Each image's kind comes from the size
-    recorded when it was encoded."""
+    this model, averaged with their flips exactly when ``flip_tta`` asks it), else encoded through the
+    store; with flip TTA, averaged with the horizontal flips (read into memory: flip TTA is for
+    galleries that fit it). Each image's kind comes from the size recorded when it was encoded."""
     if index is not None:
-        if flip_tta:
-            raise InputError(index.source or "index", None,
-                             "--flip-tta encodes the gallery twice; it does not combine with --index")
-        index.check(loaded, [p.name for p in paths])
+        index.check(loaded, [p.name for p in paths], flip_tta)
         stored: Embeddings = index.store
         if settings.strict:
             require_readable(paths, stored.ok)
+        emb = stored.rows
     else:
-        stored = embed_gallery(loaded, paths, settings)
-    emb = stored.rows
-    if flip_tta:
-        emb = tta_gallery(np.asarray(emb), np.asarray(embed_gallery(loaded, paths, settings, flip=True).rows))
+        stored = tta_embeddings(loaded, paths, settings) if flip_tta else embed_gallery(loaded, paths, settings)
+        emb = stored.rows
     if not stored.ok.all():
         log.warning("%d of %d gallery images are unreadable and will not be returned", (~stored.ok).sum(),
                     len(stored.ok))
@@ -128,11 +122,12 @@ def encode_gallery(
 
 def open_folder(
     loaded: LoadedModel, folder: Path, settings: EncodeSettings = EncodeSettings(), index: Optional[VectorIndex] = None,
+    flip_tta: bool = False,
 ) -> Gallery:
     """The gallery of an image folder for search and serve: files linked from outside it are left out
     (only the folder's symbolic links are resolved: its listing says which they are)."""
     folder = Path(folder)
-    paths = list_images(folder)
+    paths = scan_images(folder)[0]  # entries that are not regular files: the command lists them (gallery_images)
     with os.scandir(folder) as entries:
         links = {entry.name for entry in entries if entry.is_symlink()}
     outside = {p.name for p in paths if p.name in links and not inside(p, folder)}
@@ -140,6 +135,6 @@ def open_folder(
         log.warning("%d gallery entries point outside %s and are left out, e.g. %s", len(outside), folder,
                     folder / sorted(outside)[0])
         paths = [p for p in paths if p.name not in outside]
-    gallery = encode_gallery(loaded, paths, settings, index=index)
+    gallery = encode_gallery(loaded, paths, settings, flip_tta, index)
     gallery.folder = folder
     return gallery

@@ -42,12 +42,12 @@ from typing import Optional, Sequence
 import faiss
 import numpy as np
 
-from ..core.fileio import InputError, atomic_write_text
+from ..core.fileio import DiskFull, InputError, atomic_write_text, out_of_space
 from .encode import EncodeSettings, encode_texts
 from .models import LoadedModel
 from .rank import default_budget, row_blocks, topk_blocked
 from .shards import Embeddings, write_store
-from .store import embed_gallery, model_identity
+from .store import embed_gallery, model_identity, tta_embeddings
 
 KINDS = ("flat", "ivfpq", "hnsw")
 TABLE = "table.json"
@@ -266,9 +266,11 @@ class VectorIndex:
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, directory / index_file)
-            except BaseException:
+            except BaseException as e:
                 Path(tmp).unlink(missing_ok=True)
                 shutil.rmtree(directory / embeddings, ignore_errors=True)
+                if out_of_space(e) or "No space left on device" in str(e):  # faiss says so in a RuntimeError
+                    raise DiskFull(directory / index_file) from e
                 raise
         table = {"format": FORMAT, "kind": self.kind, "index_file": index_file, "embeddings": embeddings,
                  "dim": self.dim, "count": len(self), "params": self.params, **self.store.meta}
@@ -304,10 +306,15 @@ class VectorIndex:
                                                f"dimension {table['dim']}: rebuild it")
         return cls(store, table["kind"], index, table.get("params", {}), directory)
 
-    def check(self, loaded: LoadedModel, names: Sequence[str]) -> None:
+    def check(self, loaded: LoadedModel, names: Sequence[str], flip_tta: bool = False) -> None:
         """InputError unless the index was built by this model (its whole identity, ``model_identity``)
-        from exactly these images."""
+        from exactly these images, averaged with their flips exactly when ``flip_tta`` asks it."""
         source = self.source or "index"
+        if (self.store.meta.get("flip") == "tta") != flip_tta:
+            built = "with" if self.store.meta.get("flip") == "tta" else "without"
+            raise InputError(source, None, f"index built {built} flip TTA, asked {'with' if flip_tta else 'without'} "
+                                           f"it: rebuild it with traffic-retrieval index "
+                                           f"--{'' if flip_tta else 'no-'}flip-tta, or pass --{'no-' if flip_tta else ''}flip-tta")
         built, used = self.store.meta.get("identity"), model_identity(loaded)
         if built != used:
             differs = [key for key in used if (built or {}).get(key) != used[key]]
@@ -347,17 +354,19 @@ def recall_at_k(index: VectorIndex, queries: np.ndarray, k: int = 10) -> float:
 
 def build_index(
     loaded: LoadedModel, paths: Sequence[Path], out: Path, kind: str = "flat", encode: EncodeSettings = EncodeSettings(),
-    depth: Optional[int] = None, queries: Sequence[str] = (),
+    depth: Optional[int] = None, queries: Sequence[str] = (), flip_tta: bool = False,
 ) -> tuple[VectorIndex, str]:
     """Encode the gallery ``paths`` into the store and write its index to ``out``; returns the index and
     a line to print. An approximate kind's depth is ``depth`` when given, else tuned (``VectorIndex.tune``)
-    on ``queries`` or, without them, on a sample of the gallery's own rows."""
-    store = embed_gallery(loaded, paths, encode)
+    on ``queries`` or, without them, on a sample of the gallery's own rows. With ``flip_tta`` the rows are
+    averaged with the images' horizontal flips (as infer's --flip-tta ranks)."""
+    store = tta_embeddings(loaded, paths, encode) if flip_tta else embed_gallery(loaded, paths, encode)
     store.meta["gallery"] = str(Path(paths[0]).parent) if paths else None
     start = time.perf_counter()
     index = VectorIndex.build(store, kind, encode.memory_budget)
     seconds = time.perf_counter() - start
-    line = f"indexed {len(index)} images ({int((~index.ok).sum())} unreadable) as {kind} in {seconds:.2f} s"
+    line = (f"indexed {len(index)} images ({int((~index.ok).sum())} unreadable) as {kind}{' with flip TTA' * flip_tta} "
+            f"in {seconds:.2f} s")
     if kind != "flat" and index.ok.any():
         if queries:
             sample = encode_texts(loaded, list(dict.fromkeys(queries))[:TUNE_QUERIES])

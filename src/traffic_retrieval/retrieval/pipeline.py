@@ -28,7 +28,7 @@ from .fusion import MIN_ADAPT, Fusion, attribute_scores
 from .gallery import Gallery, encode_gallery
 from .index import load_index
 from .models import LoadedModel, ModelSettings, load_model
-from .rerank import RerankSettings, rerank
+from .rerank import CANDIDATES, RerankSettings, rerank
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class QuerySettings:
     topk: int = 10
     vehicle_prompt: str = DEFAULT_VEHICLE_PROMPT  # "" disables the prompt enhancement
     rerank: Optional[RerankSettings] = None
-    candidates: int = 50  # first-ranked candidates that re-ranking reorders
+    candidates: int = CANDIDATES  # first-ranked candidates that re-ranking reorders
     flip_tta: bool = False  # average gallery embeddings with their horizontal flips
     fusion: Optional[Fusion] = None  # attribute heads fused with the similarity (retrieval/fusion.py)
 
@@ -151,15 +151,18 @@ def answer(
 def infer(
     data: Path, out: Path, model: ModelSettings, query: QuerySettings = QuerySettings(),
     encode: EncodeSettings = EncodeSettings(), split: str = "test", vocab_path: Optional[Path] = None,
-    index_dir: Optional[Path] = None,
+    index_dir: Optional[Path] = None, announce: str = "",
 ) -> Ranking:
     """The infer step: rank a split's gallery for its queries and write the submission (``query.topk``
     names a query) atomically; ``index_dir``: a folder from ``traffic-retrieval index`` to search
-    instead of encoding the gallery. The inputs and ``out`` are checked before the model loads."""
+    instead of encoding the gallery. The inputs and ``out`` are checked before the model loads, and
+    ``announce`` (what the command applies) is printed to stderr once it has loaded: a mistake stays one line."""
     require_writable(out, "the submission")
-    queries, paths = split_queries_and_gallery(data, split)
+    queries, paths = split_queries_and_gallery(data, split, encode.strict)
     index = load_index(index_dir)
     loaded = load_model(model)
+    if announce:
+        print(announce, file=sys.stderr)
     gallery = encode_gallery(loaded, paths, encode, query.flip_tta, index)
     ranking = rank_queries(loaded, gallery, queries, find_vocabulary(data, vocab_path), query)
     write_submission(out, list(zip(queries, ranking.top_names())))

@@ -16,6 +16,7 @@ import numpy as np
 
 Method = Literal["pca", "mean", "aqe", "kreciprocal"]
 METHODS: tuple[str, ...] = ("pca", "mean", "aqe", "kreciprocal")
+CANDIDATES = 50  # first-ranked candidates that re-ranking reorders, by default
 
 
 @dataclass(frozen=True)

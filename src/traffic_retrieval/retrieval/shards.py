@@ -258,3 +258,49 @@ class Embeddings:
     def files(self) -> list[Path]:
         """Every file of the finished store folder (what an index folder links to)."""
         return [*self.rows.files, self.folder / SIZES, self.folder / MANIFEST] if self.folder else []
+
+
+def damaged_shards(folder: Path) -> tuple[Optional[list[tuple[int, int]]], list[str]]:
+    """(the row bounds of every shard a sealed store folder's manifest lists, or None when the manifest
+    itself cannot be read; why each damaged one no longer matches it). A shard is checked by its
+    size on disk against the manifest's rows (a stat, no read): a truncated or grown file is found,
+    not bytes changed in place."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        shards, dim = manifest["shards"], int(manifest["dim"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, [f"{folder / MANIFEST}: unreadable ({type(e).__name__})"]
+    bounds, damaged, start = [], [], 0
+    for shard in shards:
+        path, stop = folder / shard["file"], start + int(shard["rows"])
+        expected = int(shard["offset"]) + int(shard["rows"]) * dim * DTYPE.itemsize
+        size = path.stat().st_size if path.is_file() else None
+        if size != expected:
+            damaged.append(f"{path.name}: {'missing' if size is None else f'{size} bytes'}, {expected} expected")
+        bounds.append((start, stop))
+        start = stop
+    try:
+        if len(np.load(folder / SIZES)) != start:
+            damaged.append(f"{SIZES}: not {start} rows")
+    except (OSError, ValueError) as e:
+        damaged.append(f"{SIZES}: unreadable ({type(e).__name__})")
+    return bounds, damaged
+
+
+def unseal(folder: Path, bounds: Optional[Sequence[tuple[int, int]]], damaged: Sequence[str]) -> None:
+    """Turn a sealed store folder back into unfinished work (``damaged_shards`` found ``damaged`` among its
+    shards ``bounds``): each intact shard marked done again (its size file rewritten from the merged
+    one), the damaged ones and the manifest removed, so that the next encoding writes only what was lost."""
+    try:
+        sizes = np.load(folder / SIZES)
+    except (OSError, ValueError):
+        sizes = None
+    broken = {d.split(":")[0] for d in damaged}
+    (folder / MANIFEST).unlink(missing_ok=True)
+    for start, stop in bounds or ():
+        name = shard_name(start, stop)
+        if sizes is None or len(sizes) < stop or name in broken:
+            (folder / name).unlink(missing_ok=True)
+        else:
+            _save(folder / _sizes_name(start, stop), sizes[start:stop])
+    (folder / SIZES).unlink(missing_ok=True)

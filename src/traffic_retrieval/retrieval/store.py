@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,13 +22,21 @@ import torch
 from ..core.fileio import UserError
 from .encode import EncodeSettings, encode_batches, require_readable
 from .models import LoadedModel
-from .shards import MANIFEST, Embeddings, finish_store, shard_done, write_shard
+from .rerank import tta_gallery
+from .shards import DTYPE, MANIFEST, Embeddings, damaged_shards, finish_store, shard_done, unseal, write_shard
+
+log = logging.getLogger(__name__)
 
 FORMAT = 2  # of the store folder (1: one .npz of float32 rows)
 
 
 def _file_stamp(path: Path) -> list:
-    st = path.stat()
+    """Name, size and mtime: what keys an image's cached row (a path that cannot be stat'ed, such as a
+    dangling link, keys as absent, and is reported unreadable when it is encoded)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [path.name, None, None]
     return [path.name, st.st_size, st.st_mtime_ns]
 
 
@@ -104,7 +113,13 @@ def write_shards(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSet
     folder = Path(settings.cache_dir) / f"gallery-{cache_key(loaded, paths, flip)}"
     bounds = chunk_bounds(len(paths), settings.chunk)
     if (folder / MANIFEST).is_file():
-        return folder, bounds
+        sealed, damaged = damaged_shards(folder)
+        if not damaged:
+            return folder, bounds
+        # A cache is work that can be redone: what no longer matches its manifest is encoded again.
+        log.warning("the cached embeddings in %s no longer match their manifest (%s): re-encoding what was lost",
+                    folder, "; ".join(damaged[:3]) + (f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""))
+        unseal(folder, sealed, damaged)
     folder.mkdir(parents=True, exist_ok=True)
     mine = bounds[rank::world]
     todo = [(start, stop) for start, stop in mine if not shard_done(folder, start, stop)]
@@ -137,6 +152,16 @@ def embed_gallery(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSe
     if settings.strict:
         require_readable(paths, stored.ok)
     return stored
+
+
+def tta_embeddings(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings()) -> Embeddings:
+    """The gallery's embeddings averaged with its horizontal flips' (both encoded through the store), in
+    memory, recorded as such (``meta["flip"]`` "tta") for an index built from them; rounded to float16 as
+    every stored row is, so that an index of them ranks exactly as they do."""
+    stored = embed_gallery(loaded, paths, settings)
+    rows = tta_gallery(np.asarray(stored.rows), np.asarray(embed_gallery(loaded, paths, settings, flip=True).rows))
+    rows = rows.astype(DTYPE).astype(np.float32)
+    return Embeddings(stored.names, rows, stored.sizes, {**stored.meta, "flip": "tta"})
 
 
 def gallery_embeddings(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(),

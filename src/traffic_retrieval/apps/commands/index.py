@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..arguments import add_data_argument, add_model_arguments, encode_settings, model_settings, positive
+from ..arguments import (add_data_argument, add_model_arguments, announcement, data_folder, encode_settings,
+                         model_settings, positive, recorded)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -15,12 +17,16 @@ def run(a: argparse.Namespace) -> int:
     from ...retrieval.index import build_index
     from ...retrieval.models import load_model
 
-    layout = Layout(a.data)
+    layout = Layout(data_folder(a))
     require_writable(a.out, "the index", folder=True)
-    paths = gallery_images(a.gallery or layout.images("test"))
+    paths = gallery_images(a.gallery or layout.images("test"), a.strict)
     queries = read_queries(layout.queries) if layout.queries.is_file() else []
     depth = {"ivfpq": a.nprobe, "hnsw": a.ef_search}.get(a.kind)
-    _, line = build_index(load_model(model_settings(a)), paths, a.out, a.kind, encode_settings(a), depth, queries)
+    loaded = load_model(model_settings(a))
+    if announcement(a):
+        print(announcement(a), file=sys.stderr)
+    _, line = build_index(loaded, paths, a.out, a.kind, encode_settings(a), depth, queries,
+                          recorded(a, "flip_tta", False))
     print(line)
     return 0
 
@@ -41,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "on the other half is printed."
         ),
     )
-    add_data_argument(p)
+    add_data_argument(p, from_run=True)
     p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
     p.add_argument("--out", type=Path, required=True, help="index folder to write")
     p.add_argument("--kind", choices=KINDS, default="flat",
@@ -49,5 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(approximate, holds the gallery in memory)")
     p.add_argument("--ef-search", type=positive, default=None, help="hnsw: candidates per search (default: tuned)")
     p.add_argument("--nprobe", type=positive, default=None, help="ivfpq: lists searched (default: tuned)")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="index each image's embedding averaged with its horizontal flip's (default: as the run folder "
+                        "given as --pretrained recorded, else off); infer, search and serve with flip TTA need it")
     add_model_arguments(p)
     p.set_defaults(func=run)

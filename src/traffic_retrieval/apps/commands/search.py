@@ -3,35 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..arguments import (add_data_argument, add_index_argument, add_model_arguments, add_query_arguments,
-                         encode_settings, model_settings, query_settings)
+                         announcement, data_folder, encode_settings, model_settings, query_settings)
 
 KINDS = ("auto", "vehicle", "pedestrian")
 
 
 def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
     """The options search and serve share: where the gallery is, the model, how queries are treated."""
-    add_data_argument(p)
+    add_data_argument(p, from_run=True)
     p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
     add_query_arguments(p)
     add_index_argument(p)
     add_model_arguments(p)
 
 
-def open_gallery(args: argparse.Namespace):
-    """(loaded model, gallery, vocabulary) from the arguments of ``add_gallery_arguments``."""
+def open_gallery(args: argparse.Namespace, settings):
+    """(loaded model, gallery, vocabulary) from the arguments of ``add_gallery_arguments`` and the query
+    ``settings`` (flip TTA encodes the gallery's flips too)."""
     from ...core.layout import Layout, find_vocabulary, gallery_images
     from ...retrieval.gallery import open_folder
     from ...retrieval.index import load_index
     from ...retrieval.models import load_model
 
-    folder = Path(args.gallery) if args.gallery else Layout(Path(args.data)).images("test")
-    gallery_images(folder)  # before the model loads: a wrong path or an empty folder fails at once
+    data = data_folder(args)
+    folder = Path(args.gallery) if args.gallery else Layout(data).images("test")
+    gallery_images(folder, args.strict)  # before the model loads: a wrong path or an empty folder fails at once
     index = load_index(args.index)
     loaded = load_model(model_settings(args))
-    return loaded, open_folder(loaded, folder, encode_settings(args), index), find_vocabulary(args.data, args.vocab)
+    print(announcement(args), file=sys.stderr)
+    gallery = open_folder(loaded, folder, encode_settings(args), index, settings.flip_tta)
+    return loaded, gallery, find_vocabulary(data, args.vocab)
 
 
 def format_answer(result) -> str:
@@ -47,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.grid:
         require_writable(args.grid, "the grid PNG")
-    loaded, gallery, vocab = open_gallery(args)
-    result = answer(loaded, gallery, vocab, args.query, args.kind, query_settings(args))
+    settings = query_settings(args)
+    loaded, gallery, vocab = open_gallery(args, settings)
+    result = answer(loaded, gallery, vocab, args.query, args.kind, settings)
     print(format_answer(result))
     if args.grid:
         from ..report import plot_topk

@@ -14,8 +14,9 @@ def run(args: argparse.Namespace) -> int:
     from ..web import allowed_hosts, create_app
 
     hosts = allowed_hosts(args.host, args.allowed_host)
-    loaded, gallery, vocab = open_gallery(args)
-    app = create_app(gallery, loaded, vocab, query_settings(args), hosts=hosts)
+    settings = query_settings(args)
+    loaded, gallery, vocab = open_gallery(args, settings)
+    app = create_app(gallery, loaded, vocab, settings, hosts=hosts)
     print(f"{len(gallery)} images from {gallery.folder}; open http://{args.host}:{args.port}/ "
           f"(answering the Host names {', '.join(sorted(hosts))}; --allowed-host adds one)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
