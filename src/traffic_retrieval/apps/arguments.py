@@ -110,6 +110,18 @@ def add_query_arguments(p: argparse.ArgumentParser) -> None:
                         "mean (default: as recorded, else on)")
     p.add_argument("--attribute-candidates", type=positive, default=None,
                    help="first-ranked candidates that fusion re-scores (default: as recorded, else 1000)")
+    p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+                   help="correct each image's scores by the whole query bank (an entropic transport plan between "
+                        "the queries and the images; default: as recorded, else off)")
+    p.add_argument("--balance-temperature", type=float, default=None,
+                   help="temperature of the balance's plan, in cosine units (default: as recorded, else 0.1)")
+    p.add_argument("--matcher", default=None, metavar="FILE",
+                   help="a cross-encoder from traffic-retrieval matcher: re-score the first candidates ('' or none: "
+                        "off; default: as recorded, else off)")
+    p.add_argument("--matcher-weight", type=float, default=None,
+                   help="weight of the cross-encoder's logit against the first score (default: as recorded, else 0.1)")
+    p.add_argument("--matcher-candidates", type=positive, default=None,
+                   help="first candidates the cross-encoder re-scores (default: as recorded, else 20)")
 
 
 def add_index_argument(p: argparse.ArgumentParser) -> None:
@@ -123,7 +135,8 @@ def overrides(a: argparse.Namespace):
     from ..retrieval.run_settings import Overrides
 
     names = ("topk", "vehicle_prompt", "rerank", "rerank_top_k", "rerank_weight", "flip_tta", "attributes",
-             "attribute_weight", "attribute_adapt", "attribute_candidates", "square_pad")
+             "attribute_weight", "attribute_adapt", "attribute_candidates", "balance", "balance_temperature", "matcher",
+             "matcher_weight", "matcher_candidates", "square_pad")
     return Overrides(**{name: getattr(a, name, None) for name in names}, candidates=getattr(a, "rerank_candidates", None))
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "augment": "complete partial vehicle labels (colour, type) with zero-shot CLIP",
     "train": "fine-tune with the upstream OpenCLIP training loop on the CSVs from prepare",
     "attributes": "fit attribute heads over the image embeddings, for infer --attributes",
+    "matcher": "train a cross-encoder over the frozen towers' tokens, for infer --matcher",
     "infer": "rank the gallery for every query and write a submission",
     "index": "encode the gallery into a persisted faiss index that infer, search and serve can use",
     "rerank": "adaption re-ranking of a top-N submission",

@@ -105,28 +105,35 @@ def _collate(batch):
     return torch.stack([b[0] if b[1] else torch.zeros(shape) for b in batch]), ok, sizes
 
 
+def embeddings(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """What a gallery is encoded into: the model's L2-normalised image embeddings."""
+    return loaded.model.encode_image(images, normalize=True)
+
+
 @torch.no_grad()
 def encode_batches(
     loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings = EncodeSettings(), flip: bool = False,
-    desc: str = "encode images",
+    desc: str = "encode images", features: Callable[[LoadedModel, torch.Tensor], torch.Tensor] = embeddings,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(L2-normalised embeddings float32, readable mask, image sizes) a batch at a time, in order, through
-    one DataLoader over every path (its workers live for the whole pass; pinned memory when the model
-    is on CUDA); ``settings.strict`` raises InputError at the first batch holding an unreadable image."""
+    """(``features`` of each image as float32, by default its L2-normalised embedding; readable mask;
+    image sizes) a batch at a time, in order, through one DataLoader over every path (its workers live
+    for the whole pass; pinned memory when the model is on CUDA); an unreadable image's features are
+    zeros; ``settings.strict`` raises InputError at the first batch holding an unreadable image."""
     cuda = loaded.device.type == "cuda"
     loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=settings.batch_size,
                         num_workers=settings.workers, collate_fn=_collate, pin_memory=cuda)
-    dim = loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 1
+    shape: tuple = (loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 1,)
     done = 0
     with tqdm(total=len(paths), desc=desc, unit="image", disable=not settings.progress) as bar:
         for images, ok, sizes in loader:
             if images is None:
-                emb = np.zeros((len(ok), dim), np.float32)
+                emb = np.zeros((len(ok), *shape), np.float32)
             else:
                 with loaded.autocast():
-                    features = loaded.model.encode_image(images.to(loaded.device, non_blocking=cuda), normalize=True)
-                emb = features.float().cpu().numpy()
+                    out = features(loaded, images.to(loaded.device, non_blocking=cuda))
+                emb = out.float().cpu().numpy()
                 emb[~ok.numpy()] = 0.0
+                shape = emb.shape[1:]
             if settings.strict:
                 require_readable(paths[done:], ok.numpy())
             done += len(ok)

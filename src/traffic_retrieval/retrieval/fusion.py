@@ -81,16 +81,30 @@ class AttributeHeads:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
         self.centre = np.asarray(emb, np.float32).mean(0) if s.centred else None
-        x = torch.from_numpy(centred(emb, self.centre))
-        y = torch.from_numpy(np.asarray(targets, np.int64))
-        opt = torch.optim.Adam(self.net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        for _ in range(s.epochs):
+        self._train(centred(emb, self.centre), targets, s.epochs, s.lr, s.weight_decay)
+        return self
+
+    def _train(self, x: np.ndarray, targets: np.ndarray, epochs: int, lr: float, weight_decay: float) -> None:
+        """Full-batch Adam on the summed cross-entropy of every group a row states."""
+        x, y = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(np.asarray(targets, np.int64))
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(epochs):
             opt.zero_grad()
             loss = sum(torch.nn.functional.cross_entropy(logits, y[:, g], ignore_index=MISSING)
                        for g, logits in enumerate(self._logits(x)) if (y[:, g] != MISSING).any())
             loss.backward()
             opt.step()
-        return self
+
+    def adapted(self, emb: np.ndarray, targets: np.ndarray, centre: np.ndarray | None, epochs: int = 100,
+                lr: float = 0.003) -> "AttributeHeads":
+        """A copy trained further, from these weights, on a gallery's own rows (``emb``, centred on
+        ``centre``, its mean) and their pseudo-labels (``targets``, MISSING where unsure): the read-out
+        moved to the gallery's domain without a label of it; it reads rows centred on ``centre``."""
+        copy = AttributeHeads(self.groups, self.dim, self.hidden, self.meta)
+        copy.net.load_state_dict(self.net.state_dict())
+        copy.source, copy.centre = self.source, centre
+        copy._train(centred(emb, centre), targets, epochs, lr, 0.0)
+        return copy
 
     @torch.no_grad()
     def log_probs(self, emb: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
@@ -159,6 +173,20 @@ class Fusion:
     weight: float = 1.0  # chosen on seed 1 (docs/shift/select-seed1.txt)
     candidates: int = 1000
     adapt: bool = True  # chosen on seed 1 (docs/shift/select-seed1.txt)
+
+
+def attribute_matrix(heads: AttributeHeads, query_targets: np.ndarray, gallery: np.ndarray,
+                     centre: np.ndarray | None = None, block: int = 65536) -> np.ndarray:
+    """``attribute_scores`` for every query and every image of ``gallery`` (n_queries x n_images), a block
+    of rows at a time: each query's one-hot stated values against the images' log-probabilities."""
+    onehot = np.zeros((len(query_targets), int(heads.offsets[-1])), np.float32)
+    for g, offset in enumerate(heads.offsets[:-1]):
+        asked = np.flatnonzero(query_targets[:, g] != MISSING)
+        onehot[asked, offset + query_targets[asked, g]] = 1.0
+    out = np.empty((len(query_targets), len(gallery)), np.float32)
+    for start in range(0, len(gallery), block):
+        out[:, start:start + block] = onehot @ heads.log_probs(np.asarray(gallery[start:start + block]), centre).T
+    return out
 
 
 def attribute_scores(heads: AttributeHeads, query_targets: np.ndarray, gallery: np.ndarray,

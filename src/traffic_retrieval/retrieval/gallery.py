@@ -48,6 +48,9 @@ class Gallery:
     index: Optional[VectorIndex] = None  # a faiss index over the same rows, searched instead when given
     folder: Optional[Path] = None
     budget: Optional[int] = None  # bytes an exact search may hold in blocks (None: rank.default_budget())
+    bias: Optional[np.ndarray] = None  # a score added to each image's, from a query bank (balance.py)
+    paths: Optional[list[Path]] = None  # the image files in row order, for what reads candidates again
+    tokens: dict = field(default_factory=dict, repr=False)  # row -> the cross-encoder's image tokens, once read
     _by_name: dict[str, int] = field(init=False, repr=False)
     _of_kind: dict = field(init=False, repr=False, default_factory=dict)
     _mean: Optional[np.ndarray] = field(init=False, repr=False, default=None)
@@ -117,7 +120,8 @@ def encode_gallery(
     if not stored.ok.all():
         log.warning("%d of %d gallery images are unreadable and will not be returned", (~stored.ok).sum(),
                     len(stored.ok))
-    return Gallery([p.name for p in paths], emb, stored.ok, stored.kinds, index=index, budget=settings.memory_budget)
+    return Gallery([p.name for p in paths], emb, stored.ok, stored.kinds, index=index, budget=settings.memory_budget,
+                   paths=list(paths))
 
 
 def open_folder(

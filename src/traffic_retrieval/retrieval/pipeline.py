@@ -17,20 +17,25 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..core.attribute_groups import query_targets
-from ..core.fileio import require_writable
+from ..core.fileio import UserError, require_writable
 from ..core.images import unreadable_summary
 from ..core.layout import find_vocabulary, split_queries_and_gallery
 from ..core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
 from ..core.submission import write_submission
 from ..core.vocab import Vocabulary
 from .encode import EncodeSettings, encode_texts
-from .fusion import MIN_ADAPT, Fusion, attribute_scores
+from .balance import Balance, image_bias
+from .cross_encoder import CrossEncoding, cross_rescore
+from .fusion import MIN_ADAPT, Fusion, attribute_matrix, attribute_scores
 from .gallery import Gallery, encode_gallery
 from .index import load_index
+from .rank import default_budget, row_blocks
 from .models import LoadedModel, ModelSettings, load_model
 from .rerank import CANDIDATES, RerankSettings, rerank
 
 log = logging.getLogger(__name__)
+
+BALANCE_CANDIDATES = 1000  # first-ranked candidates that the balance's bias re-orders (as fusion's)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class QuerySettings:
     candidates: int = CANDIDATES  # first-ranked candidates that re-ranking reorders
     flip_tta: bool = False  # average gallery embeddings with their horizontal flips
     fusion: Optional[Fusion] = None  # attribute heads fused with the similarity (retrieval/fusion.py)
+    balance: Optional[Balance] = None  # each image's scores corrected by the query bank (retrieval/balance.py)
+    cross: Optional[CrossEncoding] = None  # the cross-encoder re-scores the first candidates (cross_encoder.py)
 
     def __post_init__(self) -> None:
         if self.topk < 1 or self.candidates < 1:
@@ -81,43 +88,97 @@ def rank_queries(
     texts = [enhance(q, k, settings.vehicle_prompt) for q, k in zip(queries, kinds)]
     query_emb = encode_texts(loaded, texts)
     fusion = settings.fusion
-    k = max(settings.topk, settings.candidates if settings.rerank else 0, fusion.candidates if fusion else 0)
+    bias = None
+    if settings.balance is not None:
+        bias = gallery.bias if gallery.bias is not None else balance_bias(loaded, gallery, queries, vocab, settings)
+    k = max(settings.topk, settings.candidates if settings.rerank else 0, fusion.candidates if fusion else 0,
+            BALANCE_CANDIDATES if bias is not None else 0, settings.cross.candidates if settings.cross else 0)
     if first is None:
         scores, first = gallery.search(query_emb, k, kind)
     else:
         scores = np.einsum("nd,nkd->nk", query_emb, gallery.embeddings[first]) if len(first) else first.astype(np.float32)
     prior = None
-    if fusion is not None and len(first):
-        first, scores, prior = fuse(loaded, gallery, queries, kinds, vocab, fusion, first, scores)
+    if (fusion is not None or bias is not None) and len(first):
+        first, scores, prior = fuse(loaded, gallery, queries, kinds, vocab, fusion, first, scores, bias)
     seconds = time.perf_counter() - start
-    indices, scores, rerank_seconds = first[:, :settings.topk], scores[:, :settings.topk], 0.0
+    depth = max(settings.topk, settings.cross.candidates if settings.cross else 0)
+    indices, scores, rerank_seconds = first[:, :depth], scores[:, :depth], 0.0
     if settings.rerank is not None:
         start = time.perf_counter()
         n = settings.candidates
-        indices, scores = rerank(query_emb, gallery.embeddings, first[:, :n], settings.rerank, k=settings.topk,
+        indices, scores = rerank(query_emb, gallery.embeddings, first[:, :n], settings.rerank, k=depth,
                                  prior=None if prior is None else prior[:, :n])
         rerank_seconds = time.perf_counter() - start
+    if settings.cross is not None and len(indices):
+        start = time.perf_counter()
+        indices, scores = cross_rescore(loaded, gallery, queries, indices, scores, settings.cross)
+        rerank_seconds += time.perf_counter() - start
+    indices, scores = indices[:, :settings.topk], scores[:, :settings.topk]
     return Ranking(list(queries), kinds, texts, gallery.names, query_emb, indices, scores, first, gallery.ok,
                    seconds, rerank_seconds)
 
 
+def _targets(fusion: Fusion, queries: Sequence[str], kinds: Sequence[str], vocab: Vocabulary) -> np.ndarray:
+    return np.array([query_targets(q, kd, vocab, fusion.heads.groups) for q, kd in zip(queries, kinds)], np.int64)
+
+
+def _centre(fusion: Fusion, gallery: Gallery) -> Optional[np.ndarray]:
+    """The gallery's own mean for heads that read it centred (``fusion.adapt``), where it has at least
+    MIN_ADAPT readable images; else None (the training mean)."""
+    return gallery.mean() if fusion.adapt and int(np.sum(gallery.ok)) >= MIN_ADAPT else None
+
+
 def fuse(
     loaded: LoadedModel, gallery: Gallery, queries: Sequence[str], kinds: Sequence[str], vocab: Vocabulary,
-    fusion: Fusion, first: np.ndarray, scores: np.ndarray,
+    fusion: Optional[Fusion], first: np.ndarray, scores: np.ndarray, bias: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first candidates re-ordered by similarity plus the attribute term (fusion.py), with their fused
-    scores and the attribute term alone, both in the similarity's units (divided by the logit scale).
-    With ``fusion.adapt`` the heads read the gallery centred on its own mean, where it has at least
-    MIN_ADAPT readable images."""
-    fusion.heads.check(loaded.name, gallery.embeddings.shape[1])
-    groups = fusion.heads.groups
-    targets = np.array([query_targets(q, kd, vocab, groups) for q, kd in zip(queries, kinds)], np.int64)
-    centre = gallery.mean() if fusion.adapt and int(np.sum(gallery.ok)) >= MIN_ADAPT else None
-    prior = fusion.weight / loaded.logit_scale * attribute_scores(fusion.heads, targets, gallery.embeddings, first,
-                                                                  centre)
+    """The first candidates re-ordered by similarity plus the attribute term (fusion.py, where ``fusion``
+    is given) plus each image's ``bias`` (balance.py, where given), with their fused scores and the prior
+    alone (the two terms), all in the similarity's units (the attribute term divided by the logit scale)."""
+    prior = np.zeros(first.shape, np.float32)
+    if fusion is not None:
+        fusion.heads.check(loaded.name, gallery.embeddings.shape[1])
+        prior += fusion.weight / loaded.logit_scale * attribute_scores(
+            fusion.heads, _targets(fusion, queries, kinds, vocab), gallery.embeddings, first, _centre(fusion, gallery))
+    if bias is not None:
+        prior += bias[first]
     order = np.argsort(-(scores + prior), axis=1, kind="stable")
     pick = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
     return pick(first), pick(scores + prior), pick(prior)
+
+
+def bank_scores(
+    loaded: LoadedModel, gallery: Gallery, bank: Sequence[str], vocab: Vocabulary, settings: QuerySettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the first ranking's fused score of every distinct query of ``bank`` for every gallery image, how
+    often each is asked): what the balance is computed from, routed and prompted as ``rank_queries``
+    does. InputError when the matrix would exceed the gallery's memory budget."""
+    kinds = route(bank, vocab)
+    texts = [enhance(q, k, settings.vehicle_prompt) for q, k in zip(bank, kinds)]
+    distinct, first, counts = np.unique(np.array(texts, dtype=object), return_index=True, return_counts=True)
+    need = len(distinct) * len(gallery) * 4
+    if need > (gallery.budget or default_budget()):
+        raise UserError(f"the balance over {len(distinct)} distinct queries and {len(gallery)} images needs "
+                        f"{need / 2**30:.1f} GiB, over the memory budget: raise --memory-budget or pass --no-balance")
+    q_emb = encode_texts(loaded, [texts[i] for i in first])
+    scores = np.empty((len(distinct), len(gallery)), np.float32)
+    for start, rows in row_blocks(gallery.embeddings, 65536):
+        scores[:, start:start + len(rows)] = q_emb @ rows.T
+    fusion = settings.fusion
+    if fusion is not None:
+        fusion.heads.check(loaded.name, gallery.embeddings.shape[1])
+        targets = _targets(fusion, [bank[i] for i in first], [kinds[i] for i in first], vocab)
+        scores += fusion.weight / loaded.logit_scale * attribute_matrix(fusion.heads, targets, gallery.embeddings,
+                                                                        _centre(fusion, gallery))
+    return scores, counts
+
+
+def balance_bias(
+    loaded: LoadedModel, gallery: Gallery, bank: Sequence[str], vocab: Vocabulary, settings: QuerySettings,
+) -> np.ndarray:
+    """Each gallery image's bias from the query ``bank`` (balance.py), with the settings' fusion."""
+    scores, counts = bank_scores(loaded, gallery, bank, vocab, settings)
+    return image_bias(scores, counts, gallery.ok, settings.balance or Balance())
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.fileio import InputError, UserError, atomic_write_text
+from .balance import Balance
+from .cross_encoder import CrossEncoding, Matcher
 from .fusion import AttributeHeads, Fusion
 from .pipeline import QuerySettings
 from .rerank import RerankSettings
@@ -25,20 +27,26 @@ RECORD = "query.json"
 FORMAT = 1
 
 
+def _named(source: Optional[Path], run: Path, what: str) -> str:
+    """A file a record names: relative to the run folder when inside it (the folder can move)."""
+    if source is None:
+        raise ValueError(f"{what} not loaded from a file cannot be recorded: save them first")
+    source = Path(source).resolve()
+    return str(source.relative_to(run.resolve())) if source.is_relative_to(run.resolve()) else str(source)
+
+
 def to_record(settings: QuerySettings, run: Path, square_pad: bool = True) -> dict:
-    """The JSON of ``settings`` for the run folder ``run`` (heads inside it named relative to it)."""
-    fusion = settings.fusion
-    heads = None
-    if fusion is not None:
-        if fusion.heads.source is None:
-            raise ValueError("attribute heads not loaded from a file cannot be recorded: save them first")
-        source = Path(fusion.heads.source).resolve()
-        heads = str(source.relative_to(run.resolve())) if source.is_relative_to(run.resolve()) else str(source)
+    """The JSON of ``settings`` for the run folder ``run`` (files inside it named relative to it)."""
+    fusion, cross = settings.fusion, settings.cross
     return {"format": FORMAT, "square_pad": square_pad, "topk": settings.topk, "vehicle_prompt": settings.vehicle_prompt,
             "rerank": asdict(settings.rerank) if settings.rerank else None, "candidates": settings.candidates,
             "flip_tta": settings.flip_tta,
-            "fusion": None if fusion is None else {"heads": heads, "weight": fusion.weight,
-                                                   "candidates": fusion.candidates, "adapt": fusion.adapt}}
+            "fusion": None if fusion is None else {"heads": _named(fusion.heads.source, run, "attribute heads"),
+                                                   "weight": fusion.weight, "candidates": fusion.candidates,
+                                                   "adapt": fusion.adapt},
+            "balance": asdict(settings.balance) if settings.balance else None,
+            "cross": None if cross is None else {"matcher": _named(cross.matcher.source, run, "a cross-encoder"),
+                                                 "candidates": cross.candidates, "weight": cross.weight}}
 
 
 def from_record(record: dict, path: Path) -> tuple[QuerySettings, bool]:
@@ -53,8 +61,12 @@ def from_record(record: dict, path: Path) -> tuple[QuerySettings, bool]:
             heads = AttributeHeads.load(run / fusion["heads"])  # an absolute path stays as it is
             fusion = Fusion(heads, float(fusion["weight"]), int(fusion["candidates"]), bool(fusion["adapt"]))
         rerank = RerankSettings(**record["rerank"]) if record["rerank"] else None
+        balance = Balance(**record["balance"]) if record.get("balance") else None  # absent in the first records
+        cross = record.get("cross")
+        if cross is not None:
+            cross = CrossEncoding(Matcher.load(run / cross["matcher"]), int(cross["candidates"]), float(cross["weight"]))
         settings = QuerySettings(int(record["topk"]), str(record["vehicle_prompt"]), rerank, int(record["candidates"]),
-                                 bool(record["flip_tta"]), fusion)
+                                 bool(record["flip_tta"]), fusion, balance, cross)
         return settings, bool(record["square_pad"])
     except InputError:
         raise
@@ -99,6 +111,11 @@ class Overrides:
     attribute_weight: Optional[float] = None
     attribute_adapt: Optional[bool] = None  # the heads read the gallery centred on its own mean
     attribute_candidates: Optional[int] = None
+    balance: Optional[bool] = None
+    balance_temperature: Optional[float] = None
+    matcher: Optional[str] = None  # a cross-encoder file, or "" / "none" for no cross-encoder
+    matcher_weight: Optional[float] = None
+    matcher_candidates: Optional[int] = None
     square_pad: Optional[bool] = None
 
     def given(self) -> dict:
@@ -150,6 +167,16 @@ def resolve(pretrained: Optional[str | Path], given: Overrides = Overrides()) ->
     fusion = {"attribute_weight": ("weight", g.attribute_weight), "attribute_adapt": ("adapt", g.attribute_adapt),
               "attribute_candidates": ("candidates", g.attribute_candidates)}
     s = replace(s, fusion=_changed(s.fusion, fusion, "attribute fusion", "attribute heads"))
+    if g.balance is not None:
+        s = replace(s, balance=(s.balance or Balance()) if g.balance else None)
+    s = replace(s, balance=_changed(s.balance, {"balance_temperature": ("temperature", g.balance_temperature)},
+                                    "gallery balance", "the balance switch"))
+    if g.matcher is not None:
+        matcher = None if g.matcher.strip().lower() in ("", "none") else Matcher.load(g.matcher)
+        s = replace(s, cross=matcher and (CrossEncoding(matcher) if s.cross is None else replace(s.cross, matcher=matcher)))
+    s = replace(s, cross=_changed(s.cross, {"matcher_weight": ("weight", g.matcher_weight),
+                                            "matcher_candidates": ("candidates", g.matcher_candidates)},
+                                  "cross-encoder", "a matcher file"))
     return Resolved(s, pad if g.square_pad is None else g.square_pad, found[1] if found else None, g.given())
 
 
@@ -166,5 +193,10 @@ def describe(settings: QuerySettings, square_pad: bool = True) -> str:
     parts.append(f"re-ranking {r.method} (top {r.top_k}, weight {r.weight:g}) of {settings.candidates} candidates"
                  if r else "no re-ranking")
     parts.append("flip TTA" if settings.flip_tta else "no flip TTA")
+    b = settings.balance
+    parts.append(f"gallery balance (T {b.temperature:g}, {b.iterations} iterations)" if b else "no gallery balance")
+    c = settings.cross
+    parts.append(f"cross-encoder {c.matcher.source} at weight {c.weight:g} over {c.candidates} candidates" if c
+                 else "no cross-encoder")
     parts.append("square padding" if square_pad else "no square padding")
     return f"top {settings.topk}, " + ", ".join(parts)

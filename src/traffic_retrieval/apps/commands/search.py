@@ -16,6 +16,8 @@ def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
     """The options search and serve share: where the gallery is, the model, how queries are treated."""
     add_data_argument(p, from_run=True)
     p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
+    p.add_argument("--query-bank", type=Path, default=None,
+                   help="queries that the gallery balance weighs each image against (default DATA/test/test_text.txt)")
     add_query_arguments(p)
     add_index_argument(p)
     add_model_arguments(p)
@@ -23,20 +25,28 @@ def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
 
 def open_gallery(args: argparse.Namespace, settings):
     """(loaded model, gallery, vocabulary) from the arguments of ``add_gallery_arguments`` and the query
-    ``settings`` (flip TTA encodes the gallery's flips too)."""
+    ``settings`` (flip TTA encodes the gallery's flips too; the balance weighs it against the query bank)."""
+    from ...core.labels import read_queries
     from ...core.layout import Layout, find_vocabulary, gallery_images
     from ...retrieval.gallery import open_folder
     from ...retrieval.index import load_index
     from ...retrieval.models import load_model
+    from ...retrieval.pipeline import balance_bias
 
     data = data_folder(args)
     folder = Path(args.gallery) if args.gallery else Layout(data).images("test")
     gallery_images(folder, args.strict)  # before the model loads: a wrong path or an empty folder fails at once
+    bank_file = args.query_bank or Layout(data).queries
+    bank = read_queries(bank_file) if settings.balance is not None else None
     index = load_index(args.index)
     loaded = load_model(model_settings(args))
     print(announcement(args), file=sys.stderr)
     gallery = open_folder(loaded, folder, encode_settings(args), index, settings.flip_tta)
-    return loaded, gallery, find_vocabulary(data, args.vocab)
+    vocab = find_vocabulary(data, args.vocab)
+    if bank is not None:
+        gallery.bias = balance_bias(loaded, gallery, bank, vocab, settings)
+        print(f"gallery balance over the {len(bank)} queries of {bank_file}", file=sys.stderr)
+    return loaded, gallery, vocab
 
 
 def format_answer(result) -> str:
