@@ -23,13 +23,13 @@ def gallery_names(gallery_dir: str | Path) -> set[str]:
 
 
 def evaluate(submission_path: str | Path, ground_truth_path: str | Path, gallery_dir: str | Path | None = None,
-             vocab: Optional[Vocabulary] = None) -> dict:
+             vocab: Optional[Vocabulary] = None, per_query: bool = False) -> dict:
     """Validate a submission against the ground truth (and gallery), then score it (metrics.score)."""
     queries, relevant, kinds = read_ground_truth(ground_truth_path, vocab)
     results = read_submission(submission_path)
     gallery = gallery_names(gallery_dir) if gallery_dir is not None else None
     validate_submission(results, queries, gallery)
-    return score([names for _, names in results], relevant, kinds)
+    return score([names for _, names in results], relevant, kinds, per_query=per_query)
 
 
 def format_table(metrics: dict) -> str:

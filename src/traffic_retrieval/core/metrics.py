@@ -77,12 +77,14 @@ def score(
     relevant: Sequence[set[str]],
     kinds: Sequence[str] | None = None,
     k: int = K,
+    per_query: bool = False,
 ) -> dict:
     """Means over queries of both AP@k normalisations and Recall@1/5/10.
 
     Returns ``{"map_official", "map_strict", "recall@1", "recall@5", "recall@10", "queries",
     "per_kind"}``; ``per_kind`` maps each kind present in ``kinds`` (e.g. "vehicle",
-    "pedestrian") to the same keys over its queries, and is empty when ``kinds`` is None.
+    "pedestrian") to the same keys over its queries, and is empty when ``kinds`` is None. With
+    ``per_query``, ``"per_query_official"`` lists each query's official AP too (for paired resampling).
     """
     if len(rankings) != len(relevant):
         raise ValueError(f"{len(rankings)} rankings but {len(relevant)} relevant sets")
@@ -95,4 +97,5 @@ def score(
     if kinds is not None:
         kind_array = np.asarray(kinds)
         per_kind = {kind: _summary(rows[kind_array == kind]) for kind in sorted(set(kinds))}
-    return {**_summary(rows), "per_kind": per_kind}
+    extra = {"per_query_official": [float(v) for v in rows[:, 0]]} if per_query else {}
+    return {**_summary(rows), "per_kind": per_kind, **extra}
