@@ -3,12 +3,15 @@ a match a pooled vector cannot see, hard negatives that contradict, training and
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import open_clip
 import pytest
 import torch
 
 from traffic_retrieval.core.attribute_groups import MISSING
+from traffic_retrieval.core.fileio import UserError
 from traffic_retrieval.retrieval.cross_encoder import (CrossEncoding, Matcher, MatcherShape, cross_rescore,
                                                        image_tokens)
 from traffic_retrieval.retrieval.models import LoadedModel
@@ -90,12 +93,16 @@ def test_a_matcher_trains_on_a_drawn_split_and_re_scores_candidates(drawn_datase
     assert (np.sort(ranked[:, :8], 1) == np.arange(8)).all() and (ranked[:, 8:] == indices[:, 8:]).all()
     assert (ranked[0] == ranked[2]).all() and (np.diff(fused[:, :8], axis=1) <= 1e-6).all()
     assert len(gallery.tokens) == 8  # each candidate read once
+    # a subset of the split trains too; a token table over the memory budget stops at its first batch
+    assert train_matcher(loaded, data, find_vocabulary(data), encode, MatcherShape(width=16, layers=1),
+                         MatcherTraining(epochs=1, images=10)).shape.width == 16
+    with pytest.raises(UserError, match="40 images x 2 views need .* over the memory budget"):
+        train_matcher(loaded, data, find_vocabulary(data), replace(encode, memory_budget=1000), MatcherShape(),
+                      MatcherTraining(epochs=1))
     with pytest.raises(Exception, match="trained on TR-ViT-Tiny tokens"):
         back.meta["model"] = "TR-ViT-Tiny"
         cross_rescore(_relabelled(loaded), gallery, queries, indices, scores, CrossEncoding(back))
 
 
 def _relabelled(loaded):
-    from dataclasses import replace
-
     return replace(loaded, name="TR-ResNet-Tiny")

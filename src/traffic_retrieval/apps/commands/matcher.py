@@ -26,7 +26,7 @@ def run(a: argparse.Namespace) -> int:
     given = lambda **values: {k: v for k, v in values.items() if v is not None}  # noqa: E731 (else the defaults)
     shape = MatcherShape(**given(width=a.width, layers=a.layers, image_block=a.image_block))
     training = MatcherTraining(**given(epochs=a.epochs, negatives=a.negatives, degraded=a.degraded_views), split=a.split,
-                               seed=a.seed)
+                               seed=a.seed, images=a.images)
     train_matcher(loaded, a.data, vocab, encode_settings(a), shape, training).save(out)
     print(out)
     return 0
@@ -49,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("train", "val"), default="train", help="the labelled split to train on")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--vocab", type=Path, default=None, help="car_attribute.json (default: found next to DATA)")
+    p.add_argument("--images", type=positive, default=None,
+                   help="train on a random subset of this many labelled images (default all; ViT-bigG-14's tokens "
+                        "take 852 KB an image and view)")
     p.add_argument("--epochs", type=positive, default=None, help="(default: training/matching.py's MatcherTraining)")
     p.add_argument("--negatives", type=positive, default=None,
                    help="hard negative captions per image and images per caption (default: MatcherTraining's)")
