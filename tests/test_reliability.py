@@ -348,6 +348,8 @@ WRITES = re.compile(
 # Writers that are not atomic by themselves, and why that is safe.
 NOT_ATOMIC = {
     ("synthetic/generate.py", "(images / item.name).write_bytes(data)"): "into the temporary dataset folder that is swapped in whole",
+    ("apps/ablation.py", "MatcherTraining(epochs=s.matcher_epochs, seed=seed)).save(path)"):
+        "Matcher.save writes through fileio.atomic_path",
 }
 
 
