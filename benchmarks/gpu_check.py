@@ -8,7 +8,10 @@
     checkpointing as the memory estimate decides, then the other way), samples/s from the upstream
     loop's log, peak memory as the entry point logs it, against the memory estimate;
 (c) augmentation: ``training.augment.augment`` over a synthetic train split, labels/s.
-Each against the analytic FLOPs of the model (forward 2 x multiply-adds of every matrix product and
+(a) and (b) run once for each set of GPU levers given (``--encode-levers``, ``--train-levers``; the first
+of each is "none", the shipped default), so that the table shows what each lever gives on this device;
+the first training set runs also with gradient checkpointing the other way; a set past the time limit
+is skipped and says so. Each against the analytic FLOPs of the model (forward 2 x multiply-adds of every matrix product and
 attention; training 3 x forward) and the device's dense bf16 peak, looked up from its name (datasheet
 figures) or given by --peak-tflops. Weights are randomly initialised: no weights can be downloaded on
 such a machine, and speed and memory do not depend on them. Without CUDA it says so and exits 0.
@@ -103,16 +106,33 @@ def model_ceiling(loaded, batch: int, steps: int = 10) -> dict:
     return {"batch": batch, "autocast_fp32_weights_images_per_s": shipped, "autocast_bf16_weights_images_per_s": bf16_weights}
 
 
+def with_levers(loaded, levers: str):
+    """The loaded model as ``load_model`` would give it with ``--levers levers`` (the weights shared: a
+    bigG is built once), and the levers that apply."""
+    import dataclasses
+
+    from traffic_retrieval.retrieval.levers import Levers, apply_resolved, compile_towers
+
+    for name in ("encode_image", "encode_text"):  # undo an earlier variant's compilation
+        loaded.model.__dict__.pop(name, None)
+    effective = apply_resolved(Levers.parse(levers), loaded.device)
+    if effective.compile:
+        compile_towers(loaded.model, effective)
+    return dataclasses.replace(loaded, placement=dataclasses.replace(loaded.placement, levers=effective)), effective
+
+
 def check_encoding(loaded, paths, batch: int, workers: int) -> dict:
     from traffic_retrieval.retrieval.encode import EncodeSettings, encode_images
 
     settings = EncodeSettings(batch_size=batch, workers=workers, progress=False)
-    encode_images(loaded, paths, settings)  # cold: workers start, kernels are chosen
+    start = time.perf_counter()
+    encode_images(loaded, paths, settings)  # cold: workers start, kernels are chosen (and compiled)
+    cold = time.perf_counter() - start
     start = time.perf_counter()
     _, ok = encode_images(loaded, paths, settings)
     seconds = time.perf_counter() - start
-    return {"images": int(ok.sum()), "batch": batch, "workers": workers, "seconds": seconds,
-            "images_per_s": ok.sum() / seconds}
+    return {"images": int(ok.sum()), "batch": batch, "workers": workers, "seconds": seconds, "cold_s": cold,
+            "images_per_s": ok.sum() / seconds, "levers": loaded.placement.levers.describe()}
 
 
 def check_augmentation(loaded, data: Path, batch: int, workers: int) -> dict:
@@ -135,9 +155,10 @@ def check_augmentation(loaded, data: Path, batch: int, workers: int) -> dict:
 
 
 def check_training(model: str, csv: Path, logs: Path, name: str, batch: int, workers: int,
-                   checkpointing: bool | None) -> dict:
+                   checkpointing: bool | None, levers: str = "none") -> dict:
     """One epoch of ``traffic-retrieval train`` over ``csv``; samples/s and peak memory from its log."""
     flag = [] if checkpointing is None else ["--grad-checkpointing" if checkpointing else "--no-grad-checkpointing"]
+    flag += ["--levers", levers]
     command = [sys.executable, "-m", "traffic_retrieval.apps.cli", "train", "--train-csv", str(csv), "--model", model,
                "--pretrained", "none", "--logs", str(logs), "--name", name, "--epochs", "1", "--batch-size", str(batch),
                "--warmup", "5", "--workers", str(workers), *flag, "--log-every-n-steps", "1"]
@@ -150,7 +171,7 @@ def check_training(model: str, csv: Path, logs: Path, name: str, batch: int, wor
     checkpoint = next((logs / name / "checkpoints").glob("epoch_*.pt"), None) if (logs / name).is_dir() else None
     export = next((logs / name / "weights").glob("epoch_*.safetensors"), None) if (logs / name).is_dir() else None
     return {
-        "exit": done.returncode, "batch": batch,
+        "exit": done.returncode, "batch": batch, "levers": levers,
         "grad_checkpointing": bool(re.search(r"grad_checkpointing: True", log)) or checkpointing is True,
         "steps_logged": len(rates), "samples_per_s": statistics.median(rates[3:]) if len(rates) > 4 else None,
         "peak_gib": float(peak.group(1)) if peak else None, "reserved_gib": float(peak.group(2)) if peak else None,
@@ -176,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU (to test this script with a tiny model)")
     p.add_argument("--skip-train", action="store_true", help="measure encoding and augmentation only")
     p.add_argument("--ceiling", action="store_true", help="also time the image tower alone on random tensors")
+    p.add_argument("--encode-levers", nargs="+", default=["none", "gpu-decode", "compile", "compile,gpu-decode",
+                                                          "compile,cuda-graphs,gpu-decode"],
+                   help="lever sets to time the encoding with, each as --levers takes it (retrieval/levers.py)")
+    p.add_argument("--train-levers", nargs="+", default=["none", "fused-adamw", "compile,fused-adamw"],
+                   help="lever sets to time training with (the first also with checkpointing the other way)")
     args = p.parse_args(argv)
 
     if not torch.cuda.is_available() and not args.allow_cpu:
@@ -223,9 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         loaded = load_model(ModelSettings(args.model, None, device=device))
         result["load_s"] = time.perf_counter() - start
-        enc = check_encoding(loaded, list_images(work / "data" / "test" / "test_images"), args.encode_batch, args.workers)
-        enc["fraction_of_peak"] = enc["images_per_s"] * image_flops / 1e12 / peak if peak else None
-        result["encode"] = enc
+        result["encode_levers"] = []
+        for levers in args.encode_levers:
+            variant, effective = with_levers(loaded, levers)
+            enc = check_encoding(variant, list_images(work / "data" / "test" / "test_images"), args.encode_batch,
+                                 args.workers)
+            enc["asked"] = levers
+            enc["fraction_of_peak"] = enc["images_per_s"] * image_flops / 1e12 / peak if peak else None
+            result["encode_levers"].append(enc)
+            print(f"(a) encoding, levers {levers} ({effective.describe()} applied): {enc['images_per_s']:.0f} images/s"
+                  + (f" = {enc['fraction_of_peak']:.0%} of the bf16 peak" if peak else "")
+                  + f", first pass {enc['cold_s']:.1f} s", flush=True)
+            save()
+        loaded, _ = with_levers(loaded, "none")
+        result["encode"] = result["encode_levers"][0]
         if args.ceiling:
             ceiling = model_ceiling(loaded, args.encode_batch)
             for key in ("autocast_fp32_weights_images_per_s", "autocast_bf16_weights_images_per_s"):
@@ -250,14 +287,17 @@ def main(argv: list[str] | None = None) -> int:
 
         result["train"] = []
         first = None
-        for checkpointing in () if args.skip_train else (None, "other"):
+        runs = [(args.train_levers[0], None), (args.train_levers[0], "other")] + [(lv, None) for lv in args.train_levers[1:]]
+        for levers, checkpointing in () if args.skip_train else runs:
+            if first is not None and time.perf_counter() - began > args.time_limit - 180:
+                print(f"(b) training with levers {levers} is skipped: too little time left", flush=True)
+                continue
             if checkpointing == "other":
-                if time.perf_counter() - began > args.time_limit - 180:
-                    print("(b) the second training run is skipped: too little time left", flush=True)
-                    break
                 checkpointing = not first["grad_checkpointing"]
+            elif first is not None:
+                checkpointing = first["grad_checkpointing"]  # the preset's choice, for every lever
             run = check_training(args.model, csv, work / "log", f"check-{len(result['train'])}", args.batch,
-                                 min(8, args.workers), checkpointing)
+                                 min(8, args.workers), checkpointing, levers)
             shutil.rmtree(work / "log", ignore_errors=True)  # a bigG checkpoint is ~30 GB
             estimate = estimate_training_memory(args.model, args.batch, run["grad_checkpointing"])
             run["estimate_gib"] = estimate.total
@@ -268,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             save()
             first = first or run
             mfu = f" = {run['mfu']:.0%} MFU" if run.get("mfu") is not None else ""
-            print(f"(b) training, batch {args.batch}, gradient checkpointing {'on' if run['grad_checkpointing'] else 'off'}: "
+            print(f"(b) training, batch {args.batch}, levers {levers}, gradient checkpointing "
+                  f"{'on' if run['grad_checkpointing'] else 'off'}: "
                   f"{run['samples_per_s'] or 0:.1f} samples/s{mfu}, peak {run['peak_gib']} GiB "
                   f"(estimate {estimate.total:.1f}), checkpoint {run['checkpoint_gib'] or 0:.1f} GiB, "
                   f"export {run['export_gib'] or 0:.2f} GiB, {run['wall_s']:.0f} s in all"
@@ -285,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
 def table(r: dict) -> str:
     """The results as a markdown table."""
     rows = ["| check | rate | fraction of the bf16 peak | memory |", "|---|---|---|---|"]
-    if "encode" in r:
-        e = r["encode"]
-        rows.append(f"| (a) gallery encoding, batch {e['batch']} | {e['images_per_s']:.0f} images/s | "
-                    f"{e['fraction_of_peak'] or 0:.0%} | |")
+    for e in r.get("encode_levers", [r["encode"]] if "encode" in r else []):
+        rows.append(f"| (a) gallery encoding, batch {e['batch']}, levers {e.get('asked', 'none')} | "
+                    f"{e['images_per_s']:.0f} images/s | {e['fraction_of_peak'] or 0:.0%} | |")
     for t in r.get("train", []):
-        rows.append(f"| (b) training, batch {t['batch']}, checkpointing {'on' if t['grad_checkpointing'] else 'off'} | "
+        rows.append(f"| (b) training, batch {t['batch']}, levers {t.get('levers', 'none')}, checkpointing "
+                    f"{'on' if t['grad_checkpointing'] else 'off'} | "
                     f"{t['samples_per_s'] or 0:.1f} samples/s | {t.get('mfu') or 0:.0%} MFU | "
                     f"peak {t['peak_gib']} GiB (estimate {t['estimate_gib']:.1f}) |")
     if "augment" in r:

@@ -276,7 +276,8 @@ def test_gpu_check_runs_every_path_on_a_cpu_with_the_tiny_model(tmp_path):
     out = tmp_path / "check.json"
     done = subprocess.run(["bash", str(root / "script" / "gpu_check.sh"), "--allow-cpu", "--model", "TR-ViT-Tiny",
                            "--images", "24", "--train-steps", "6", "--batch", "4", "--augment-labels", "40",
-                           "--workers", "0", "--encode-batch", "8", "--out", str(out)],
+                           "--workers", "0", "--encode-batch", "8", "--out", str(out),
+                           "--encode-levers", "none", "compile,gpu-decode", "--train-levers", "none", "fused-adamw"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     import json
@@ -284,6 +285,10 @@ def test_gpu_check_runs_every_path_on_a_cpu_with_the_tiny_model(tmp_path):
     r = json.loads(out.read_text())
     assert r["encode"]["images"] == 24 and r["encode"]["images_per_s"] > 0
     assert r["augment"]["completed"] > 0 and r["augment"]["labels_per_s"] > 0
-    assert [t["grad_checkpointing"] for t in r["train"]] == [False, True]  # the preset's choice, then the other
+    # the preset's choice, then the other, then each lever set with the preset's choice
+    assert [(t["levers"], t["grad_checkpointing"]) for t in r["train"]] == [("none", False), ("none", True),
+                                                                          ("fused-adamw", False)]
+    assert [e["levers"] for e in r["encode_levers"]] == ["none", "compile"]  # gpu-decode needs CUDA: off, said why
+    assert "lever gpu-decode off" in done.stderr
     assert all(t["exit"] == 0 and t["samples_per_s"] > 0 and t["export_gib"] > 0 for t in r["train"])
-    assert "| (a) gallery encoding" in done.stdout
+    assert "| (a) gallery encoding, batch 8, levers compile,gpu-decode" in done.stdout

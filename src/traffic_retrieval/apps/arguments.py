@@ -66,6 +66,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--square-pad", action=argparse.BooleanOptionalAction, default=None,
                    help="pad images to a square before resizing (default: as the run folder recorded, else on)")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when present)")
+    p.add_argument("--levers", default="none",
+                   help="GPU levers, comma-separated: compile, cuda-graphs, gpu-decode (or all; default none: none is "
+                        "measured yet, docs/gpu.md); one that cannot run on the device is turned off with a line saying why")
     p.add_argument("--batch-size", type=positive, default=None,
                    help="images a batch (default: the machine's choice, 256 where CUDA is present, else 64)")
     p.add_argument("--workers", type=int, default=None,
@@ -187,10 +190,11 @@ def recorded(a: argparse.Namespace, name: str, default: bool) -> bool:
 
 
 def model_settings(a: argparse.Namespace):
+    from ..retrieval.levers import Levers
     from ..retrieval.models import ModelSettings
 
     pad = resolved(a).square_pad if hasattr(a, "topk") else recorded(a, "square_pad", True)
-    return ModelSettings(a.model, a.pretrained, pad, a.device)
+    return ModelSettings(a.model, a.pretrained, pad, a.device, Levers.parse(getattr(a, "levers", None)))
 
 
 def encode_settings(a: argparse.Namespace, chunk: Optional[int] = None):

@@ -18,6 +18,7 @@ import torch
 
 from ..core.fileio import UserError
 from .configs import is_package_config
+from .levers import Levers, apply_resolved
 
 
 class DeviceError(UserError, RuntimeError):
@@ -101,17 +102,18 @@ class Placement:
 
     device: torch.device
     precision: str  # "fp32", "bf16" or "fp16" (autocast)
+    levers: Levers = Levers()  # those that run on ``device`` (retrieval/levers.py)
 
     def autocast(self) -> ContextManager:
         return autocast(self.device, self.precision)
 
 
-def place(model: str, requested: Optional[str] = None) -> Placement:
-    """The policy for one model: its device and its inference precision."""
+def place(model: str, requested: Optional[str] = None, levers: Levers = Levers()) -> Placement:
+    """The policy for one model: its device, its inference precision and the levers asked for that run there."""
     device = choose_device(model, requested)
     if device.type == "cuda":
         enable_tf32()
-    return Placement(device, inference_precision(device))
+    return Placement(device, inference_precision(device), apply_resolved(levers, device))
 
 
 def free_gpu_memory() -> None:

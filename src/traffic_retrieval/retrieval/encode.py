@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..core.fileio import InputError
 from ..core.images import load_image, open_image
+from .decode import FileBytes, TensorTransform, collate_bytes, decode_batch
 from .models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,25 @@ def _collate(batch):
     return torch.stack([b[0] if b[1] else torch.zeros(shape) for b in batch]), ok, sizes
 
 
+def _image_batches(loaded: LoadedModel, paths: Sequence[Path], settings: EncodeSettings,
+                   flip: bool) -> Iterator[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """(images, readable mask, sizes) a batch at a time: transformed by PIL in the loader, or, with the
+    ``gpu-decode`` lever, read as bytes by the loader and decoded and transformed on the model's device."""
+    cuda = loaded.device.type == "cuda"
+    if not loaded.placement.levers.gpu_decode:
+        loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=settings.batch_size,
+                            num_workers=settings.workers, collate_fn=_collate, pin_memory=cuda)
+        yield from loader
+        return
+    transform = TensorTransform.of(loaded.preprocess, loaded.square_pad)
+    loader = DataLoader(FileBytes(paths), batch_size=settings.batch_size, num_workers=settings.workers,
+                        collate_fn=collate_bytes)
+    done = 0
+    for raw in loader:
+        yield decode_batch(raw, transform, loaded.device, flip, paths[done:done + len(raw)])
+        done += len(raw)
+
+
 def embeddings(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
     """What a gallery is encoded into: the model's L2-normalised image embeddings."""
     return loaded.model.encode_image(images, normalize=True)
@@ -117,20 +137,17 @@ def encode_batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(``features`` of each image as float32, by default its L2-normalised embedding; readable mask;
     image sizes) a batch at a time, in order, through one DataLoader over every path (its workers live
-    for the whole pass; pinned memory when the model is on CUDA); an unreadable image's features are
+    for the whole pass; pinned memory when the model is on CUDA; bytes alone with ``gpu-decode``); an unreadable image's features are
     zeros; ``settings.strict`` raises InputError at the first batch holding an unreadable image."""
-    cuda = loaded.device.type == "cuda"
-    loader = DataLoader(ImageFiles(paths, loaded.preprocess, flip), batch_size=settings.batch_size,
-                        num_workers=settings.workers, collate_fn=_collate, pin_memory=cuda)
     shape: tuple = (loaded.model.visual.output_dim if hasattr(loaded.model.visual, "output_dim") else 1,)
     done = 0
     with tqdm(total=len(paths), desc=desc, unit="image", disable=not settings.progress) as bar:
-        for images, ok, sizes in loader:
+        for images, ok, sizes in _image_batches(loaded, paths, settings, flip):
             if images is None:
                 emb = np.zeros((len(ok), *shape), np.float32)
             else:
                 with loaded.autocast():
-                    out = features(loaded, images.to(loaded.device, non_blocking=cuda))
+                    out = features(loaded, images.to(loaded.device, non_blocking=loaded.device.type == "cuda"))
                 emb = out.float().cpu().numpy()
                 emb[~ok.numpy()] = 0.0
                 shape = emb.shape[1:]

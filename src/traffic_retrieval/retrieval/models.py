@@ -22,6 +22,7 @@ from ..core.fileio import InputError, UserError
 from ..core.images import SquarePad, to_rgb
 from .configs import CONFIG_DIR, TINY_MODEL
 from .device import Placement, place
+from .levers import Levers, compile_towers
 from .weights import Weights, model_name, resolve_weights
 
 
@@ -52,6 +53,7 @@ class ModelSettings:
     pretrained: Optional[str] = None  # an OpenCLIP tag, a checkpoint file, a run folder, or None (random)
     square_pad: bool = True
     device: Optional[str] = None
+    levers: Levers = Levers()  # GPU levers asked for (retrieval/levers.py; those that cannot run are dropped)
 
 
 @dataclass
@@ -121,7 +123,7 @@ def load_model(settings: ModelSettings = ModelSettings()) -> LoadedModel:
     weights = resolve_weights(settings.pretrained)
     name = model_name(settings.name, weights, TINY_MODEL)
     _check_known(name, weights)
-    placement = place(name, settings.device)
+    placement = place(name, settings.device, settings.levers)
     tag = None if weights.is_file else weights.source
     quiet = _LoadedLater()
     if weights.is_file:
@@ -140,5 +142,7 @@ def load_model(settings: ModelSettings = ModelSettings()) -> LoadedModel:
     if weights.is_file:
         _load_file(model, weights.source, name)
     model.eval()
+    if placement.levers.compile:
+        compile_towers(model, placement.levers)
     return LoadedModel(name, weights.source, model, with_square_pad(preprocess, settings.square_pad),
                        open_clip.get_tokenizer(name), placement, settings.square_pad)

@@ -13,17 +13,19 @@ no copied code:
 - the model is built directly on its device (ViT-bigG-14: no 10 GB detour through host memory), a
   resumed checkpoint is memory-mapped rather than read into each rank's memory, and the peak GPU
   memory is logged at the end;
+- ``--fused-adamw`` (a GPU lever, retrieval/levers.py) has the upstream AdamW built with ``fused=True``;
 - the console stays readable: the model description and parameter list (~150 lines a run) go to
   ``out.log`` and ``params.txt`` only, each line is printed once (by the upstream handler alone), and
   no memory is pinned without CUDA (torch warned about it at every run on a CPU).
 
 Run as ``python -m traffic_retrieval.training.entry [--no-square-pad] [--degrade P] [--attribute-loss W]
-<open_clip_train args>``,
+[--fused-adamw] <open_clip_train args>``,
 directly or under ``torchrun``; ``traffic_retrieval.training.train`` builds that command line.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -135,19 +137,32 @@ class OwnOptions:
     square_pad: bool = True
     degrade: float = 0.0
     attribute_loss: float = 0.0
+    fused_adamw: bool = False
 
 
 def own_options(argv: list[str]) -> tuple[list[str], OwnOptions]:
     """The upstream arguments without the package's own (``--no-square-pad``, ``--degrade P``,
-    ``--attribute-loss W``), and those."""
+    ``--attribute-loss W``, ``--fused-adamw``), and those."""
     values = {}
     for name in ("--degrade", "--attribute-loss"):
         values[name] = float(_option(argv, name) or 0.0)
         if name in argv:
             i = argv.index(name)
             argv = argv[:i] + argv[i + 2:]
-    return ([a for a in argv if a != "--no-square-pad"],
-            OwnOptions("--no-square-pad" not in argv, values["--degrade"], values["--attribute-loss"]))
+    flags = ("--no-square-pad", "--fused-adamw")
+    return ([a for a in argv if a not in flags],
+            OwnOptions("--no-square-pad" not in argv, values["--degrade"], values["--attribute-loss"],
+                       "--fused-adamw" in argv))
+
+
+class FusedOptim:
+    """``torch.optim`` as the upstream loop sees it with ``--fused-adamw``: its AdamW built with
+    ``fused=True`` (one kernel for the whole update), the rest unchanged."""
+
+    AdamW = staticmethod(functools.partial(torch.optim.AdamW, fused=True))
+
+    def __getattr__(self, name: str):
+        return getattr(torch.optim, name)
 
 
 def attribute_supervision(argv: list[str], model_name: str) -> Optional[Callable]:
@@ -218,6 +233,8 @@ def main(argv: list[str]) -> int:
     upstream_data.DataLoader = UnpinnedWithoutCuda
     torch.nn.parallel.DistributedDataParallel = CpuDDP
     upstream.pt_load = mmap_load
+    if own.fused_adamw:
+        upstream.optim = FusedOptim()
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
     # The upstream loop returns -1 (and the process exits 0) when it refuses to run.

@@ -40,6 +40,7 @@ import torch
 from ..core.fileio import require_file
 from ..retrieval.configs import TINY_MODEL, is_package_config
 from ..retrieval.device import choose_device, free_gpu_memory, training_precision
+from ..retrieval.levers import Levers, resolve, train_arguments
 from ..retrieval.weights import normalise_pretrained
 from .memory import GIB, MemoryEstimate, estimate_training_memory
 from .runs import claim_run
@@ -68,6 +69,7 @@ class TrainSettings:
     grad_checkpointing: Optional[bool] = None  # None: when the memory estimate needs it
     degrade: float = 0.0  # share of training crops degraded as a surveillance camera would (training/degrade.py)
     attribute_loss: float = 0.0  # weight of the attribute heads' loss on both towers (training/attribute_loss.py)
+    levers: str = "none"  # GPU levers (retrieval/levers.py): compile, fused-adamw; speed only, not in run.json
     extra: list[str] = field(default_factory=list)  # more open_clip_train options, passed as they are
 
 
@@ -151,6 +153,8 @@ def plan(job: TrainJob, settings: TrainSettings, dry_run: bool = False) -> Train
         device = choose_device(job.model, job.device).type
     s = replace(settings, extra=list(settings.extra))
     s.precision = s.precision or training_precision(device)
+    levers, lever_notes = resolve(Levers.parse(s.levers), torch.device(device), train=True)
+    s.levers, notes = levers.describe(), notes + lever_notes
     if job.nproc > 1:
         warmup = math.ceil(settings.warmup / job.nproc)
         notes.append(f"--nproc {job.nproc}: batch {s.batch_size} per process ({s.batch_size * job.nproc} a step), "
@@ -215,18 +219,19 @@ def upstream_args(job: TrainJob, s: TrainSettings, pretrained: Optional[str], de
         args += ["--degrade", str(s.degrade)]
     if s.attribute_loss:
         args += ["--attribute-loss", str(s.attribute_loss)]
+    args += train_arguments(Levers.parse(s.levers))
     return args + list(s.extra)
 
 
 def shaping_parameters(job: TrainJob, p: TrainPlan) -> dict:
     """What a run's weights depend on: its data, model and starting point, and the settings as planned
-    (precision, warmup); not ``workers`` or gradient checkpointing, which set only speed and memory."""
+    (precision, warmup); not ``workers``, gradient checkpointing or the levers, which set only speed and memory."""
     def absolute(path) -> Optional[str]:
         return str(Path(path).resolve()) if path else None
 
     pretrained = normalise_pretrained(job.pretrained)
     checkpoint = pretrained and Path(pretrained).is_file()  # else an OpenCLIP tag, or none
-    tuned = {k: v for k, v in asdict(p.settings).items() if k not in ("workers", "grad_checkpointing")}
+    tuned = {k: v for k, v in asdict(p.settings).items() if k not in ("workers", "grad_checkpointing", "levers")}
     return {"train_csv": absolute(job.train_csv), "val_csv": absolute(job.val_csv), "model": job.model,
             "pretrained": absolute(pretrained) if checkpoint else pretrained, "square_pad": job.square_pad,
             "processes": job.nproc, **tuned}

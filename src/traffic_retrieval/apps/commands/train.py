@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             setattr(settings, key, getattr(args, key))
     settings.grad_checkpointing = args.grad_checkpointing
+    settings.levers = args.levers
     settings.extra = list(args.extra)
     job = TrainJob(args.train_csv, args.model, args.pretrained, args.val_csv, args.logs, args.name, args.square_pad,
                    args.nproc, args.device, args.resume)
@@ -67,6 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{opt}", type=typ, default=None, help="default: the model's preset")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on when the memory estimate exceeds 80%% of the GPU's memory")
+    p.add_argument("--levers", default="none",
+                   help="GPU levers, comma-separated: compile (the upstream --torchcompile), fused-adamw (or all; "
+                        "default none: none is measured yet, docs/gpu.md); one that cannot run is turned off, saying why")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its latest checkpoint (with the parameters it was started with)")
     p.add_argument("--no-square-pad", dest="square_pad", action="store_false")
