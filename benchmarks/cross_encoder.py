@@ -1,12 +1,13 @@
 """The cross-encoder on a selection run: train it, then re-score each query's first candidates at several
 weights and depths, on the run's test split (seed 1, never the reported one).
 
-The first ranking is the run's recorded query pipeline (RUN/query.json) with the gallery balance on,
+The first ranking is the run's recorded query pipeline (RUN/query.json) with the gallery balance on
+and re-ranking off (the default run's, chosen on seed 1: docs/shift/gallery-adaptation-seed1.txt),
 asked for the first ``--depth`` names; each candidate's score plus ``weight`` times the matcher's
 logit re-orders them. Prints official mAP@10 overall and per kind, the matcher's training time, and
 one JSON line last.
 
-    .venv/bin/python benchmarks/cross_encoder.py --run log/dev1 | tee docs/shift/cross-encoder-seed1.txt
+    .venv/bin/python benchmarks/cross_encoder.py --run log/dev1-p4 | tee docs/shift/cross-encoder-seed1.txt
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     start = time.perf_counter()
     matcher = train_matcher(run.loaded, run.data, run.vocab, encode, shape, MatcherTraining(epochs=a.epochs))
     trained = time.perf_counter() - start
-    settings = replace(resolve(a.run).query, balance=Balance())
+    settings = replace(resolve(a.run).query, balance=Balance(), rerank=None)
     gallery = encode_gallery(run.loaded, run.paths, encode, settings.flip_tta)
     depth = max(a.depths)
     ranking = rank_queries(run.loaded, gallery, run.queries, run.vocab, replace(settings, topk=depth))

@@ -12,10 +12,11 @@ then re-weighted by what the other queries and images say:
   distinct queries, weighted by how often each is asked, and the images);
 - ``self-training``: the heads fitted again on the training views plus the gallery, each gallery image
   labelled with the attributes of the queries the transport plan gives it, where it is confident;
+- ``pipeline``: the shipped query pipeline with the balance, the seed's re-ranking, and both;
 - ``coral``: the gallery's embeddings whitened and re-coloured with the training views' covariance
   before the heads read them (beyond the mean that gallery centring already removes).
 
-    .venv/bin/python benchmarks/gallery_adaptation.py --run log/dev1 | tee docs/shift/gallery-adaptation-seed1.txt
+    .venv/bin/python benchmarks/gallery_adaptation.py --run log/dev1-p4 | tee docs/shift/gallery-adaptation-seed1.txt
 """
 
 from __future__ import annotations
@@ -32,21 +33,14 @@ from traffic_retrieval.core.evaluation import evaluate
 from traffic_retrieval.core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route
 from traffic_retrieval.core.submission import write_submission
 from traffic_retrieval.retrieval.encode import EncodeSettings, encode_texts
-from traffic_retrieval.retrieval.fusion import AttributeHeads, HeadSettings, centred
+from traffic_retrieval.retrieval.balance import Balance
+from traffic_retrieval.retrieval.fusion import AttributeHeads, Fusion, HeadSettings, attribute_matrix, centred
 from traffic_retrieval.retrieval.gallery import encode_gallery
+from traffic_retrieval.retrieval.pipeline import QuerySettings, rank_queries
+from traffic_retrieval.retrieval.rerank import RerankSettings
 from traffic_retrieval.training.heads import HeadData, training_views
 
 from study_run import StudyRun, official
-
-
-def attribute_matrix(heads: AttributeHeads, targets: np.ndarray, rows: np.ndarray, centre) -> np.ndarray:
-    """Summed log-probabilities of each query's stated values for every image (queries x images)."""
-    table = heads.log_probs(rows, centre)  # images x values
-    onehot = np.zeros((len(targets), table.shape[1]), np.float32)
-    for g, offset in enumerate(heads.offsets[:-1]):
-        asked = targets[:, g] != MISSING
-        onehot[np.flatnonzero(asked), offset + targets[asked, g]] = 1.0
-    return onehot @ table.T
 
 
 def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -70,8 +64,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--weight", type=float, default=1.0, help="fusion weight (the notebook's)")
-    ap.add_argument("--only", nargs="*", default=None, help="families of variants to run (default all): dual, sinkhorn, "
-                                                            "weights, coral, self, gallery")
+    ap.add_argument("--only", nargs="*", default=None, help="families of variants to run (default all): pipeline, dual, "
+                                                            "sinkhorn, weights, coral, self, gallery")
     a = ap.parse_args()
     run = StudyRun.open(a.run)
     loaded, queries, vocab = run.loaded, run.queries, run.vocab
@@ -96,7 +90,9 @@ def main() -> None:
 
     def score(name: str, s_distinct: np.ndarray) -> None:
         top = np.argsort(-s_distinct, axis=1, kind="stable")[:, :10]
-        names = [[gallery.names[j] for j in top[i]] for i in inverse]
+        score_names(name, [[gallery.names[j] for j in top[i]] for i in inverse])
+
+    def score_names(name: str, names: list[list[str]]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "s.json"
             write_submission(out, list(zip(queries, names)))
@@ -110,6 +106,15 @@ def main() -> None:
     centre = gallery.mean()
     fused = sim + a.weight / scale * attribute_matrix(heads, targets, rows, centre)
     score("fused (the pipeline's first ranking)", fused)
+    # the shipped query pipeline (retrieval/pipeline.py): the balance against the seed's re-ranking, and both
+    fusion = Fusion(heads, a.weight)
+    for name, rerank, balance in (("pipeline: fused + re-ranking (mean)", RerankSettings(), None),
+                                  ("pipeline: fused + balance", None, Balance()),
+                                  ("pipeline: fused + balance + re-ranking (mean)", RerankSettings(), Balance())) \
+            if wanted("pipeline") else ():
+        query = QuerySettings(vehicle_prompt=DEFAULT_VEHICLE_PROMPT, flip_tta=True, fusion=fusion, rerank=rerank,
+                              balance=balance)
+        score_names(name, rank_queries(loaded, gallery, queries, vocab, query).top_names())
     for t in (0.01, 0.02, 0.05) if wanted("dual") else ():
         for lam in (0.5, 1.0):
             score(f"dual softmax T {t:g}, weight {lam:g}", fused + lam * t * log_softmax(fused / t, axis=0))

@@ -49,8 +49,8 @@ def test_reproduce_then_quick_review(tmp_path: Path):
     # The run folder carries how its submission was ranked (query.json): the command line given the run
     # alone, no query flag and no --data, writes the same bytes as the notebook did.
     record = json.loads((run / "query.json").read_text())
-    assert record["flip_tta"] and record["rerank"]["method"] == "mean" and record["fusion"]["heads"] == \
-        "attribute_heads.safetensors"
+    assert record["flip_tta"] and record["rerank"] is None and record["balance"]["temperature"] > 0 and \
+        record["fusion"]["heads"] == "attribute_heads.safetensors"
     done = subprocess.run([str(Path(sys.executable).parent / "traffic-retrieval"), "infer", "--pretrained", "log/reproduce",
                            "--out", "cli.json", "--workers", "0"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)

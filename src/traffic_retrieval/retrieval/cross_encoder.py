@@ -38,7 +38,8 @@ class MatcherShape:
     width: int = 128
     layers: int = 2
     heads: int = 4
-    image_block: int = 1  # intermediates from the end: 1 the last stage or block, 2 the one before
+    image_block: int = 2  # intermediates from the end: 1 the last stage or block, 2 the one before (seed 1's
+    # choice: for resnet10t at 64 px a 4 x 4 grid rather than the last stage's 2 x 2)
     text_length: int = 32  # text tokens kept (the challenge's captions are shorter)
 
 
@@ -49,7 +50,7 @@ class CrossEncoding:
 
     matcher: "Matcher"
     candidates: int = 20
-    weight: float = 0.1
+    weight: float = 0.01  # chosen on seed 1 among 0.01-0.2 (docs/shift/cross-encoder-seed1.txt): more hurts
 
 
 class Block(nn.Module):
