@@ -67,3 +67,16 @@ def test_filter_keeps_its_cameras_and_a_half_open_time_range():
     for bad in ({"after": "soon"}, {"cameras": " , "}):
         with pytest.raises(UserError, match="--after 'soon': bad timestamp|--camera"):
             Filter.parse(**bad)
+
+
+def test_synth_writes_a_sidecar_that_reads_back_for_every_test_image(tmp_path):
+    from traffic_retrieval.core.images import list_images
+    from traffic_retrieval.synthetic.generate import generate
+
+    generate(tmp_path / "data", train=0, val=0, test=12, seed=4, workers=1, progress=False, metadata=True)
+    images = tmp_path / "data" / "test" / "test_images"
+    meta = read_metadata(sidecar_path(images), [p.name for p in list_images(images)])
+    assert meta.known == 12 and set(meta.camera) <= {str(c) for c in range(1, 21)}
+    assert (meta.time >= parse_time("2024-05-01T00:00:00Z")).all() and (meta.time < parse_time("2024-05-02")).all()
+    generate(tmp_path / "plain", train=0, val=0, test=12, seed=4, workers=1, progress=False)
+    assert not sidecar_path(tmp_path / "plain" / "test" / "test_images").exists()
