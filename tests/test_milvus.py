@@ -153,5 +153,7 @@ def test_index_backend_milvus_and_infer_search_read_the_folder_it_writes(synthet
         assert cli.main(["index", "--out", str(tmp_path / "bad"), *common]) == 2
         assert capsys.readouterr().err.startswith(f"error: {sidecar}:3: unknown image 'not-there.jpg'")
         assert not (tmp_path / "bad").exists()
+        assert cli.main(["index", "--backend", "milvus", "--kind", "ivfpq", "--out", str(tmp_path / "bad"), *common]) == 2
+        assert "--backend milvus builds flat or hnsw, not ivfpq" in capsys.readouterr().err
     finally:
         sidecar.unlink(missing_ok=True)

@@ -21,6 +21,9 @@ def run(a: argparse.Namespace) -> int:
     require_writable(a.out, "the index", folder=True)
     if a.uri and a.backend != "milvus":
         raise UserError("--uri names a Milvus server: pass --backend milvus with it")
+    if a.backend == "milvus" and a.kind == "ivfpq":
+        raise UserError("--backend milvus builds flat or hnsw, not ivfpq (Milvus Lite builds no IVF_PQ; "
+                        "docs/vector-engines.md): pass --kind flat or hnsw, or --backend faiss")
     paths = gallery_images(a.gallery or layout.images("test"), a.strict)
     gallery_metadata(paths, a.metadata)  # a defect in the metadata is one line before the model loads
     queries = read_queries(layout.queries) if layout.queries.is_file() else []
