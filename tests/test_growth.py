@@ -99,3 +99,25 @@ def test_a_grown_gallery_encodes_only_its_new_images_and_answers_as_a_rebuilt_in
     if backend == "milvus":  # the deleted images' entries are gone from the collection
         entries = reopened.client().query(reopened.collection, filter="id >= 0", output_fields=["id"], limit=1000)
         assert sorted(int(e["id"]) for e in entries) == sorted(int(i) for i in reopened.ids[reopened.ok])
+
+
+def test_an_index_of_another_engine_or_kind_lends_its_rows_to_the_one_built_in_its_place(tmp_path, monkeypatch, tiny):
+    folder = tmp_path / "gallery"
+    draw(folder, [f"{i:03d}.jpg" for i in range(30)], seed=3)
+    settings = EncodeSettings(workers=0, progress=False, cache_dir=tmp_path / "cache")
+    out, paths = tmp_path / "idx", list_images(folder)
+    faiss_flat, _ = build_index(tiny, paths, out, "flat", settings)
+    queries = encode_texts(tiny, QUERIES)
+    want = faiss_flat.search(queries, 10)[1]
+    encoded: list[str] = []
+    real = store_module.encode_batches
+    monkeypatch.setattr(store_module, "encode_batches",
+                        lambda loaded, paths, *a, **kw: (encoded.extend(paths), real(loaded, paths, *a, **kw))[1])
+    for backend, kind in (("milvus", "flat"), ("faiss", "hnsw"), ("faiss", "flat")):
+        index, line = build_index(tiny, paths, out, kind, settings, backend=backend)
+        assert "built anew from its rows (0 images encoded)" in line and not encoded, line
+        reopened = load_index(out)
+        assert (reopened.backend, reopened.kind) == (backend, kind)
+        assert np.array_equal(reopened.search(queries, 10)[1], want)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        ["table.json", reopened.store.folder.name])  # the Milvus Lite folder and the hnsw file went

@@ -9,7 +9,8 @@ engine wrote it (``"backend"``; a table without one is faiss's), and ``load_inde
 ``build_index`` builds an index folder, or updates the one already in OUT when it was built by the
 same model and engine, of the same kind and flip setting: only the images it does not hold (new, or
 replaced: another size or mtime) are encoded, the others' rows are copied from it, and the rows of
-deleted images go (``update_index``).
+deleted images go (``update_index``). An index of another engine or kind by the same model lends its
+rows to the one built in its place (only what it lacks is encoded).
 """
 
 from __future__ import annotations
@@ -59,22 +60,20 @@ def gallery_metadata(paths: Sequence[Path], metadata_file: Optional[Path] = None
 
 
 def _updatable(out: Path, loaded: LoadedModel, kind: str, backend: str, uri: Optional[str],
-               flip_tta: bool) -> tuple[Optional[VectorIndex], str]:
-    """(the index in ``out`` when an update can grow it, else None; why not, when there is one)."""
+               flip_tta: bool) -> tuple[Optional[VectorIndex], list[str], str]:
+    """(the index in ``out``, or None; what differs from what is asked; a line on it, or "")."""
     if not (Path(out) / TABLE).is_file():
-        return None, ""
+        return None, [], ""
     try:
         old = load_index(out)
     except InputError as e:
-        return None, f"the index that was there could not be read ({e.defect}): built anew"
+        return None, [], f"the index that was there could not be read ({e.defect}): built anew"
     differs = [what for what, same in (
         ("engine", old.backend == backend), ("kind", old.kind == kind),
         ("model", old.store.meta.get("identity") == model_identity(loaded)),
         ("flip TTA", (old.store.meta.get("flip") == "tta") == flip_tta),
         ("Milvus URI", uri is None or getattr(old, "uri", None) == uri)) if not same]
-    if differs:
-        return None, f"the index that was there differs in {', '.join(differs)}: built anew"
-    return old, ""
+    return old, differs, f"the index that was there differs in {', '.join(differs)}: built anew" if differs else ""
 
 
 def update_index(old: VectorIndex, loaded: LoadedModel, paths: Sequence[Path], out: Path,
@@ -119,14 +118,21 @@ def build_index(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     metadata = gallery_metadata(paths, metadata_file)
-    old, why = (None, "") if rebuild else _updatable(out, loaded, kind, backend, uri, flip_tta)
-    if old is not None:
+    old, differs, why = (None, [], "") if rebuild else _updatable(out, loaded, kind, backend, uri, flip_tta)
+    if old is not None and not differs:
         return update_index(old, loaded, paths, out, encode, flip_tta, metadata, depth)
+    store = None
+    if old is not None and not {"model", "flip TTA"} & set(differs):  # another engine or kind of the same rows
+        source, _ = plan_update(old, paths)
+        store = merged_store(old, loaded, paths, out, source, encode, flip_tta)
+        store.meta["gallery"] = str(Path(paths[0]).parent) if paths else None
+        why += f" from its rows ({int((source < 0).sum())} images encoded)"
     make = None
     if backend == "milvus":
         from .milvus_index import MilvusIndex
 
         def make(store, kind, budget, metadata):
             return MilvusIndex.build(store, kind, budget, metadata, uri, out)
-    index, line = faiss_index.build_index(loaded, paths, out, kind, encode, depth, queries, flip_tta, metadata, make)
+    index, line = faiss_index.build_index(loaded, paths, out, kind, encode, depth, queries, flip_tta, metadata, make,
+                                          store)
     return index, line + (f" ({why})" if why else "")

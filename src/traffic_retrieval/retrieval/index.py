@@ -525,15 +525,17 @@ def merged_store(old: VectorIndex, loaded: LoadedModel, paths: Sequence[Path], o
 def build_index(
     loaded: LoadedModel, paths: Sequence[Path], out: Path, kind: str = "flat", encode: EncodeSettings = EncodeSettings(),
     depth: Optional[int] = None, queries: Sequence[str] = (), flip_tta: bool = False,
-    metadata: Optional[Metadata] = None, make=None,
+    metadata: Optional[Metadata] = None, make=None, store: Optional[Embeddings] = None,
 ) -> tuple[VectorIndex, str]:
     """Encode the gallery ``paths`` into the store and write its index to ``out``; returns the index and
     a line to print. An approximate kind's depth is ``depth`` when given, else tuned (``VectorIndex.tune``)
     on ``queries`` or, without them, on a sample of the gallery's own rows. With ``flip_tta`` the rows are
     averaged with the images' horizontal flips (as infer's --flip-tta ranks). ``metadata``: each image's
     camera and time, recorded for filters. ``make(store, kind, budget, metadata)`` builds the index (default
-    ``VectorIndex.build``, faiss; engines.py passes Milvus's)."""
-    store = tta_embeddings(loaded, paths, encode) if flip_tta else embed_gallery(loaded, paths, encode)
+    ``VectorIndex.build``, faiss; engines.py passes Milvus's). ``store``: the gallery's rows already at
+    hand (another index's, of the same model), encoded by nobody."""
+    if store is None:
+        store = tta_embeddings(loaded, paths, encode) if flip_tta else embed_gallery(loaded, paths, encode)
     store.meta["gallery"] = str(Path(paths[0]).parent) if paths else None
     start = time.perf_counter()
     index = (make or VectorIndex.build)(store, kind, encode.memory_budget, metadata)

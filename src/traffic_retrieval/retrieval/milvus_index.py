@@ -27,6 +27,7 @@ IVF_PQ, the faiss ``ivfpq`` kind's counterpart, is not built by Milvus Lite, so 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,6 +47,17 @@ METRIC = "IP"
 INSERT_ROWS = 1024  # rows an insert request carries
 QUERY_BATCH = 256  # queries a search request carries
 MAX_LIMIT = 16384  # Milvus's largest top-k
+
+
+class _LiteUnimplemented(logging.Filter):
+    """Milvus Lite's in-process gRPC server logs a traceback for each call it does not implement, such as
+    the AllocTimestamp that pymilvus's create_index makes (and gets over): not the user's concern."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
+
+
+logging.getLogger("grpc._server").addFilter(_LiteUnimplemented())
 
 
 def is_lite(uri: str) -> bool:
