@@ -59,8 +59,9 @@ class Gallery:
 
     def __post_init__(self) -> None:
         if not (len(self.names) == len(self.embeddings) == len(self.ok)) or (
-                self.kinds is not None and len(self.kinds) != len(self.names)):
-            raise ValueError("names, embeddings, ok and kinds need one entry per image")
+                self.kinds is not None and len(self.kinds) != len(self.names)) or (
+                self.metadata is not None and len(self.metadata) != len(self.names)):
+            raise ValueError("names, embeddings, ok, kinds and metadata need one entry per image")
         self._by_name = {name: i for i, name in enumerate(self.names)}
 
     def __len__(self) -> int:

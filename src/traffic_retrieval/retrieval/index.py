@@ -5,10 +5,12 @@ no longer answers fast enough.
 folder: ``OUT/embeddings-<id>/`` (the store's shards, image sizes and manifest: hard links to the
 cache where the file system allows, copies elsewhere), ``OUT/index-<id>.faiss`` for an approximate
 kind, and ``OUT/table.json`` last, which names both, each atomically: a reader sees the old set or
-the new one, never a mix. The table holds the kind, its parameters and the model identity; the
-embeddings folder the names, each image's size (so its kind) and the rows; ``search`` and
-``serve`` start from it without opening an image. Row i is image i, unreadable images included
-(zero rows) so that rows and names never drift apart; searches exclude them.
+the new one, never a mix. The table holds the backend ("faiss"; ``milvus_index.py`` writes the same
+folder with "milvus"), the kind, its parameters and the model identity; the embeddings folder the
+names, each image's size (so its kind), the rows, and ``rows.npz``: each row's entry id in the engine,
+camera and time (``core/metadata.py``) and file size and mtime (what an update keeps, ``grown``);
+``search`` and ``serve`` start from it without opening an image. Row i is image i, unreadable images
+included (zero rows) so that rows and names never drift apart; searches exclude them.
 
 Kinds, each built from the shards a block at a time (never the whole gallery in memory):
 
