@@ -221,6 +221,7 @@ def test_search_filters_by_camera_and_time_inside_the_search(tmp_path):
                      where=Filter.parse(before="2024-05-02T12:00:00Z"))  # the first 36 images
     client = TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
     assert client.get("/api/info").json()["cameras"] == ["0", "1", "2", "3"]
+    assert 'id="filters" hidden' in client.get("/").text  # the page shows it where /api/info counts metadata
     body = client.get("/api/search", params={"q": "a person", "k": 20, "camera": "1,3",
                                              "after": "2024-05-01T06:00:00Z"}).json()
     allowed = {f"{i:06d}.jpg" for i in range(6, 36) if i % 4 in (1, 3)}
