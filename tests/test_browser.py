@@ -100,3 +100,27 @@ def test_query_filter_and_full_image_in_chromium(browser, server, tmp_path):
     browser.switch_to.window(browser.window_handles[0])
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 1000
+
+
+def test_the_camera_and_time_filters_of_the_page(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    folder = draw_gallery(tmp_path / "gallery")
+    rows = [f"{kind}{i}.{ext},{i % 2 + 1},2024-05-01T0{i}:00:00Z" for kind, ext in (("car", "jpg"), ("person", "png"))
+            for i in range(6)]
+    (tmp_path / "gallery.metadata.csv").write_text("image,camera,timestamp\n" + "\n".join(rows) + "\n")
+    loaded = load_model(ModelSettings("TR-ViT-Tiny", None))
+    gallery = open_folder(loaded, folder, EncodeSettings(workers=0, progress=False))
+    with running(create_app(gallery, loaded, packaged_vocabulary())) as url:
+        wait = WebDriverWait(browser, 20)
+        text = lambda element_id: browser.find_element(By.ID, element_id).text  # noqa: E731
+        browser.get(url + "/")
+        wait.until(lambda d: d.find_element(By.ID, "filters").is_displayed())
+        browser.find_element(By.ID, "q").send_keys("a red SUV", Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .hit")) == 10)
+        browser.find_element(By.ID, "camera").send_keys("2", Keys.TAB)  # a change: the page asks again
+        wait.until(lambda d: "camera 2" in text("status"))
+        names = sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .hit .name"))
+        assert names == sorted(f"{k}{i}.{e}" for k, e in (("car", "jpg"), ("person", "png")) for i in (1, 3, 5))

@@ -134,7 +134,7 @@ def test_search_and_index_given_the_run_apply_its_settings(run, tmp_path, capsys
 
 def test_the_rows_of_a_flip_tta_index_are_the_averaged_ones(run, tmp_path):
     from traffic_retrieval.core.layout import gallery_images
-    from traffic_retrieval.retrieval.index import load_index
+    from traffic_retrieval.retrieval.engines import load_index
     from traffic_retrieval.retrieval.models import load_model
     from traffic_retrieval.retrieval.store import tta_embeddings
 

@@ -208,3 +208,27 @@ def test_serve_command_binds_its_host_names(setup, monkeypatch, capsys):
     client = TestClient(served["app"])
     assert client.get("/api/info", headers={"host": "box.lan:8000"}).status_code == 200
     assert client.get("/api/info", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_search_filters_by_camera_and_time_inside_the_search(tmp_path):
+    from traffic_retrieval.core.metadata import Filter, Metadata, parse_time
+
+    gallery = random_gallery(tmp_path, 60)
+    start = parse_time("2024-05-01T00:00:00Z")
+    gallery.metadata = Metadata(np.array([str(i % 4) for i in range(60)], dtype=object),
+                                start + np.arange(60, dtype=np.int64) * 3600 * 10**6)
+    app = create_app(gallery, load_model(ModelSettings("TR-ViT-Tiny", None)), packaged_vocabulary(),
+                     where=Filter.parse(before="2024-05-02T12:00:00Z"))  # the first 36 images
+    client = TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
+    assert client.get("/api/info").json()["cameras"] == ["0", "1", "2", "3"]
+    assert 'id="filters" hidden' in client.get("/").text  # the page shows it where /api/info counts metadata
+    body = client.get("/api/search", params={"q": "a person", "k": 20, "camera": "1,3",
+                                             "after": "2024-05-01T06:00:00Z"}).json()
+    allowed = {f"{i:06d}.jpg" for i in range(6, 36) if i % 4 in (1, 3)}
+    assert len(body["results"]) == 15 and {r["name"] for r in body["results"]} == allowed
+    assert body["where"] == "camera 1,3, from 2024-05-01T06:00:00Z, before 2024-05-02T12:00:00Z"
+    bad = client.get("/api/search", params={"q": "a person", "after": "noon"})
+    assert bad.status_code == 422 and "bad timestamp" in bad.json()["error"] and "--" not in bad.json()["error"]
+    gallery.metadata = None
+    missing = client.get("/api/search", params={"q": "a person", "camera": "1"})
+    assert missing.status_code == 422 and "metadata" in missing.json()["error"]

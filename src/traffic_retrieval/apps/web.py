@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Collection, Iterator, Literal, Sequence
+from typing import Collection, Iterator, Literal, Optional, Sequence
 from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
@@ -25,6 +25,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from ..core.fileio import UserError
+from ..core.metadata import Filter
 from ..core.vocab import Vocabulary
 from ..retrieval.gallery import Gallery
 from ..retrieval.models import LoadedModel
@@ -62,9 +64,11 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(
     gallery: Gallery, loaded: LoadedModel, vocab: Vocabulary, settings: QuerySettings = QuerySettings(),
     max_k: int = MAX_K, max_query: int = MAX_QUERY, hosts: Collection[str] = allowed_hosts("127.0.0.1"),
+    where: Filter = Filter(),
 ) -> FastAPI:
     """The web app over an already encoded gallery (no I/O here beyond serving its files), answering
-    requests whose Host is one of ``hosts`` and 400 to any other."""
+    requests whose Host is one of ``hosts`` and 400 to any other. ``where`` (serve's --camera, --after,
+    --before) restricts every request; a request's own camera and time filter narrows it further."""
     if settings.fusion is not None and settings.fusion.adapt:
         gallery.mean()  # the pass over the gallery that centring needs, at start-up rather than in a first query
     app = FastAPI(title="traffic-retrieval", docs_url=None, redoc_url=None, openapi_url=None)
@@ -95,8 +99,11 @@ def create_app(
 
     @app.get("/api/info")
     def info() -> dict:
+        meta = gallery.metadata
         return {"images": len(gallery), "model": loaded.name, "vehicle_prompt": settings.vehicle_prompt,
-                "max_k": max_k, "max_query": max_query}
+                "max_k": max_k, "max_query": max_query, "metadata": meta.known if meta is not None else 0,
+                "cameras": sorted({str(c) for c in meta.camera if c})[:1000] if meta is not None else [],
+                "filter": where.describe()}
 
     @app.get("/api/search")
     def search(
@@ -104,14 +111,22 @@ def create_app(
         kind: Literal["auto", "vehicle", "pedestrian"] = "auto",
         k: int = Query(10, ge=1, le=max_k),
         prompt: bool = Query(True, description="append the vehicle prompt to vehicle queries"),
+        camera: Optional[str] = Query(None, max_length=2000, description="cameras, comma-separated"),
+        after: Optional[str] = Query(None, max_length=64, description="ISO 8601: taken at or after"),
+        before: Optional[str] = Query(None, max_length=64, description="ISO 8601: taken before"),
     ) -> dict:
         if not q.strip():
             raise HTTPException(422, "q: empty query")
         start = time.perf_counter()
         asked = replace(settings, topk=k, vehicle_prompt=settings.vehicle_prompt if prompt else "")
-        result = answer(loaded, gallery, vocab, q, kind, asked)
+        try:
+            chosen = where.both(Filter.parse(camera, after, before))
+            result = answer(loaded, gallery, vocab, q, kind, asked, chosen)
+        except UserError as e:  # a bad timestamp, or a filter on a gallery without metadata
+            raise HTTPException(422, str(e).replace("--", "", 1)) from None
         return {
-            "query": result.query, "kind": result.kind, "filter": kind, "text": result.text, "prompt": prompt,
+            "query": result.query, "kind": result.kind, "filter": kind, "where": chosen.describe(),
+            "text": result.text, "prompt": prompt,
             "ms": round(1000 * (time.perf_counter() - start), 2),
             "results": [{"rank": h.rank, "name": h.name, "score": round(h.score, 4), "url": f"/images/{quote(h.name)}"}
                         for h in result.hits],

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..core.images import scan_images
+from ..core.metadata import Filter, Metadata, read_metadata, sidecar_path
 from .encode import EncodeSettings, require_readable
 from .index import VectorIndex
 from .models import LoadedModel
@@ -51,26 +52,33 @@ class Gallery:
     bias: Optional[np.ndarray] = None  # a score added to each image's, from a query bank (balance.py)
     paths: Optional[list[Path]] = None  # the image files in row order, for what reads candidates again
     tokens: dict = field(default_factory=dict, repr=False)  # row -> the cross-encoder's image tokens, once read
+    metadata: Optional[Metadata] = None  # each image's camera and time, for filters (core/metadata.py)
     _by_name: dict[str, int] = field(init=False, repr=False)
     _of_kind: dict = field(init=False, repr=False, default_factory=dict)
     _mean: Optional[np.ndarray] = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not (len(self.names) == len(self.embeddings) == len(self.ok)) or (
-                self.kinds is not None and len(self.kinds) != len(self.names)):
-            raise ValueError("names, embeddings, ok and kinds need one entry per image")
+                self.kinds is not None and len(self.kinds) != len(self.names)) or (
+                self.metadata is not None and len(self.metadata) != len(self.names)):
+            raise ValueError("names, embeddings, ok, kinds and metadata need one entry per image")
         self._by_name = {name: i for i, name in enumerate(self.names)}
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def search(self, query_emb: np.ndarray, k: int, kind: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and indices (n_queries x <=k), best first, over readable images of ``kind`` (None: all)."""
+    def search(self, query_emb: np.ndarray, k: int, kind: Optional[str] = None,
+               where: Optional[Filter] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and indices (n_queries x <=k), best first, over readable images of ``kind`` (None: all)
+        that pass ``where`` (cameras, time; UserError when it is active and the gallery has no metadata).
+        The filter is applied inside the search: the k best allowed images, not the allowed among the k best."""
         if kind is not None and self.kinds is None:
             raise ValueError("this gallery has no image kinds to filter by")
         valid = self.ok if kind is None else self.ok & self._kind_mask(kind)
+        if where is not None and where.active:
+            valid = valid & where.mask(self.metadata, len(self))
         if self.index is not None:
-            return self.index.search(query_emb, k, valid, self.budget)
+            return self.index.search(query_emb, k, valid, self.budget, where=(kind, where))
         return topk_blocked(query_emb, self.embeddings, k, valid=valid, budget=self.budget)
 
     def mean(self) -> np.ndarray:
@@ -121,15 +129,17 @@ def encode_gallery(
         log.warning("%d of %d gallery images are unreadable and will not be returned", (~stored.ok).sum(),
                     len(stored.ok))
     return Gallery([p.name for p in paths], emb, stored.ok, stored.kinds, index=index, budget=settings.memory_budget,
-                   paths=list(paths))
+                   paths=list(paths), metadata=index.metadata if index is not None else None)
 
 
 def open_folder(
     loaded: LoadedModel, folder: Path, settings: EncodeSettings = EncodeSettings(), index: Optional[VectorIndex] = None,
-    flip_tta: bool = False,
+    flip_tta: bool = False, metadata_file: Optional[Path] = None,
 ) -> Gallery:
     """The gallery of an image folder for search and serve: files linked from outside it are left out
-    (only the folder's symbolic links are resolved: its listing says which they are)."""
+    (only the folder's symbolic links are resolved: its listing says which they are). Its metadata is
+    the index's record where ``index`` is given, else ``metadata_file`` or the sidecar beside the folder
+    (``GALLERY.metadata.csv``) when there is one."""
     folder = Path(folder)
     paths = scan_images(folder)[0]  # entries that are not regular files: the command lists them (gallery_images)
     with os.scandir(folder) as entries:
@@ -141,4 +151,7 @@ def open_folder(
         paths = [p for p in paths if p.name not in outside]
     gallery = encode_gallery(loaded, paths, settings, flip_tta, index)
     gallery.folder = folder
+    sidecar = metadata_file or sidecar_path(folder)
+    if index is None and (metadata_file or sidecar.is_file()):
+        gallery.metadata = read_metadata(sidecar, gallery.names)
     return gallery

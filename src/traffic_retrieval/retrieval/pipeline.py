@@ -19,6 +19,7 @@ import numpy as np
 from ..core.attribute_groups import query_targets
 from ..core.fileio import UserError, require_writable
 from ..core.images import unreadable_summary
+from ..core.metadata import Filter
 from ..core.layout import find_vocabulary, split_queries_and_gallery
 from ..core.routing import DEFAULT_VEHICLE_PROMPT, enhance, route, split_by_kind
 from ..core.submission import write_submission
@@ -28,7 +29,7 @@ from .balance import Balance, image_bias
 from .cross_encoder import CrossEncoding, cross_rescore
 from .fusion import MIN_ADAPT, Fusion, attribute_matrix, attribute_scores
 from .gallery import Gallery, encode_gallery
-from .index import load_index
+from .engines import load_index
 from .rank import default_budget, row_blocks
 from .models import LoadedModel, ModelSettings, load_model
 from .rerank import CANDIDATES, RerankSettings, rerank
@@ -79,9 +80,11 @@ class Ranking:
 def rank_queries(
     loaded: LoadedModel, gallery: Gallery, queries: Sequence[str], vocab: Vocabulary,
     settings: QuerySettings = QuerySettings(), kind: Optional[str] = None, first: Optional[np.ndarray] = None,
+    where: Optional[Filter] = None,
 ) -> Ranking:
     """Rank the gallery for every query. ``kind`` None routes each query by the vocabulary and searches
     the whole gallery; a kind forces it on every query and keeps only gallery images of that kind.
+    ``where`` keeps only images of its cameras and time range, inside the search (``Gallery.search``).
     ``first`` (n_queries x N gallery indices) supplies the first ranking instead of searching."""
     start = time.perf_counter()
     kinds = route(queries, vocab) if kind is None else [kind] * len(queries)
@@ -94,7 +97,7 @@ def rank_queries(
     k = max(settings.topk, settings.candidates if settings.rerank else 0, fusion.candidates if fusion else 0,
             BALANCE_CANDIDATES if bias is not None else 0, settings.cross.candidates if settings.cross else 0)
     if first is None:
-        scores, first = gallery.search(query_emb, k, kind)
+        scores, first = gallery.search(query_emb, k, kind, where)
     else:
         scores = np.einsum("nd,nkd->nk", query_emb, gallery.embeddings[first]) if len(first) else first.astype(np.float32)
     prior = None
@@ -198,13 +201,14 @@ class Answer:
 
 def answer(
     loaded: LoadedModel, gallery: Gallery, vocab: Vocabulary, query: str, kind: str = "auto",
-    settings: QuerySettings = QuerySettings(),
+    settings: QuerySettings = QuerySettings(), where: Optional[Filter] = None,
 ) -> Answer:
     """One typed query (search, serve): ``kind`` "auto" routes it as infer does over the whole gallery;
-    "vehicle" or "pedestrian" forces it and keeps only images of that kind."""
+    "vehicle" or "pedestrian" forces it and keeps only images of that kind; ``where`` keeps only images
+    of its cameras and time range."""
     if kind not in ("auto", "vehicle", "pedestrian"):
         raise ValueError(f"kind must be auto, vehicle or pedestrian, not {kind!r}")
-    r = rank_queries(loaded, gallery, [query], vocab, settings, None if kind == "auto" else kind)
+    r = rank_queries(loaded, gallery, [query], vocab, settings, None if kind == "auto" else kind, where=where)
     hits = [Hit(i + 1, gallery.names[j], float(s)) for i, (j, s) in enumerate(zip(r.indices[0], r.scores[0]))]
     return Answer(query, r.kinds[0], r.texts[0], hits)
 

@@ -40,6 +40,13 @@ def _file_stamp(path: Path) -> list:
     return [path.name, st.st_size, st.st_mtime_ns]
 
 
+def file_stamps(paths: Sequence[Path]) -> np.ndarray:
+    """Each image's (size, mtime in ns) as int64 n x 2, -1 where it cannot be stat'ed: what tells a grown
+    gallery's unchanged images (kept by an index update) from replaced ones (encoded again)."""
+    stamps = [_file_stamp(Path(p))[1:] for p in paths]
+    return np.array([[-1, -1] if s[0] is None else s for s in stamps], np.int64).reshape(len(stamps), 2)
+
+
 DIGEST_SAMPLE = 4096  # elements of each tensor that the digest of a random initialisation reads
 
 

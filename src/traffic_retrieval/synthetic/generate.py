@@ -34,6 +34,7 @@ from .. import __version__
 from ..core.attributes import Vehicle
 from ..core.fileio import InputError, atomic_write_text, folder_beside, swap_in_folder
 from ..core.labels import write_labels
+from ..core.metadata import format_time, parse_time, sidecar_path
 from .pedestrians import render_pedestrian
 from .plan import SPLITS, Item, ground_truth, plan
 from .vehicles import render_vehicle
@@ -129,15 +130,32 @@ def _write_split(root: Path, split: str, items: Sequence[Item], pool, progress: 
                      [replace(it.label, completed=it.subject.to_text()) for it in items if isinstance(it.subject, Vehicle)])
 
 
+CAMERAS = 20  # the cameras a --metadata sidecar spreads the test images over
+METADATA_DAY = "2024-05-01T00:00:00Z"  # the day its times fall in
+
+
+def metadata_rows(names: Sequence[str], seed: int) -> str:
+    """A sidecar CSV (``core.metadata``) for the test images ``names``: each a camera 1-20 and a time
+    within one day, drawn from ``seed`` (not from the images: a filter on them keeps a random subset)."""
+    rng = np.random.default_rng([seed, 29])
+    cameras = rng.integers(1, CAMERAS + 1, len(names))
+    times = parse_time(METADATA_DAY) + rng.integers(0, 86400, len(names)) * 10**6
+    return "image,camera,timestamp\n" + "".join(f"{n},{c},{format_time(int(t))}\n"
+                                                 for n, c, t in zip(names, cameras, times))
+
+
 def _pool_for(workers: int, n: int):
     return multiprocessing.Pool(workers) if workers > 1 and n >= 200 else None
 
 
 def generate(out: Path, train: int, val: int, test: int, seed: int = 0, pretrain: int = 0, workers: int = 2,
-             progress: bool = True, vehicle_fraction: Optional[float] = None, force: bool = False) -> None:
+             progress: bool = True, vehicle_fraction: Optional[float] = None, force: bool = False,
+             metadata: bool = False) -> None:
     """Write the dataset under ``out`` (see the module docstring): drawn beside it, then swapped in whole,
     so that ``out`` always holds one complete generation. A split of size 0 is not written. A folder
-    holding anything synth did not write is refused (InputError) before any drawing, unless ``force``."""
+    holding anything synth did not write is refused (InputError) before any drawing, unless ``force``.
+    ``metadata``: also ``test/test_images.metadata.csv``, a camera and a time for each test image
+    (``metadata_rows``), for search and serve's filters."""
     out = Path(out)
     check_replaceable(out, force)
     sizes = {"train": train, "val": val, "test": test, "pretrain": pretrain}
@@ -147,6 +165,9 @@ def generate(out: Path, train: int, val: int, test: int, seed: int = 0, pretrain
     try:
         for split, split_items in items.items():
             _write_split(new, split, split_items, pool, progress)
+        if metadata and items.get("test"):
+            atomic_write_text(sidecar_path(new / "test" / "test_images"),
+                              metadata_rows(sorted(it.name for it in items["test"]), seed))
         atomic_write_text(new / MARKER, json.dumps(marker(sizes, seed, vehicle_fraction), indent=1) + "\n")
         swap_in_folder(new, out)
     finally:

@@ -18,9 +18,28 @@ def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=Path, default=None, help="image folder (default DATA/test/test_images)")
     p.add_argument("--query-bank", type=Path, default=None,
                    help="queries that the gallery balance weighs each image against (default DATA/test/test_text.txt)")
+    add_filter_arguments(p)
     add_query_arguments(p)
     add_index_argument(p)
     add_model_arguments(p)
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", default=None, metavar="LIST",
+                   help="keep only images of these cameras, e.g. 12,13,14 (the gallery's metadata)")
+    p.add_argument("--after", default=None, metavar="TIME",
+                   help="keep only images taken at or after this ISO 8601 time (UTC unless it names a zone)")
+    p.add_argument("--before", default=None, metavar="TIME", help="keep only images taken before this time")
+    p.add_argument("--metadata", type=Path, default=None, metavar="CSV",
+                   help="image,camera,timestamp of the gallery's images (default: GALLERY.metadata.csv beside the "
+                        "gallery folder, when there is one; with --index, what index recorded)")
+
+
+def query_filter(args: argparse.Namespace):
+    """The camera and time filter of the command line (core.metadata.Filter)."""
+    from ...core.metadata import Filter
+
+    return Filter.parse(args.camera, args.after, args.before)
 
 
 def open_gallery(args: argparse.Namespace, settings):
@@ -29,7 +48,8 @@ def open_gallery(args: argparse.Namespace, settings):
     from ...core.labels import read_queries
     from ...core.layout import Layout, find_vocabulary, gallery_images
     from ...retrieval.gallery import open_folder
-    from ...retrieval.index import load_index
+    from ...core.fileio import UserError
+    from ...retrieval.engines import load_index
     from ...retrieval.models import load_model
     from ...retrieval.pipeline import balance_bias
 
@@ -38,10 +58,14 @@ def open_gallery(args: argparse.Namespace, settings):
     gallery_images(folder, args.strict)  # before the model loads: a wrong path or an empty folder fails at once
     bank_file = args.query_bank or Layout(data).queries
     bank = read_queries(bank_file) if settings.balance is not None else None
+    query_filter(args)  # a bad timestamp is one line before the model loads
+    if args.metadata and args.index:
+        raise UserError("--metadata is for a gallery without --index: the index holds what traffic-retrieval index "
+                        "recorded (run it again with --metadata to change it)")
     index = load_index(args.index)
     loaded = load_model(model_settings(args))
     print(announcement(args), file=sys.stderr)
-    gallery = open_folder(loaded, folder, encode_settings(args), index, settings.flip_tta)
+    gallery = open_folder(loaded, folder, encode_settings(args), index, settings.flip_tta, args.metadata)
     vocab = find_vocabulary(data, args.vocab)
     if bank is not None:
         gallery.bias = balance_bias(loaded, gallery, bank, vocab, settings)
@@ -64,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         require_writable(args.grid, "the grid PNG")
     settings = query_settings(args)
     loaded, gallery, vocab = open_gallery(args, settings)
-    result = answer(loaded, gallery, vocab, args.query, args.kind, settings)
+    where = query_filter(args)
+    result = answer(loaded, gallery, vocab, args.query, args.kind, settings, where)
+    if where.active:
+        print(f"filter: {where.describe()}")
     print(format_answer(result))
     if args.grid:
         from ..report import plot_topk

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or synthetic_root(args.seed, args.train, args.val, args.test, args.pretrain, args.vehicle_fraction)
     generate(out, args.train, args.val, args.test, args.seed, args.pretrain, args.workers,
-             vehicle_fraction=args.vehicle_fraction, force=args.force)
+             vehicle_fraction=args.vehicle_fraction, force=args.force, metadata=args.metadata)
     print(f"wrote {out}")
     return 0
 
@@ -57,6 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vehicle-fraction", type=float, metavar="F",
                    help="share of vehicles in every split (default: the real ones, 0.339 train/val, 0.432 test)")
     p.add_argument("--workers", type=int, default=2, help="drawing processes (default: 2)")
+    p.add_argument("--metadata", action="store_true",
+                   help="also write test/test_images.metadata.csv: a camera (1-20) and a time within one day for "
+                        "each test image, drawn from the seed, for search and serve's --camera, --after, --before")
     p.add_argument("--preview", type=Path, help="write only a contact sheet PNG of samples and captions")
     p.add_argument("--benchmark", type=int, metavar="N", help="only time drawing N images and print images/s")
     p.set_defaults(func=run)

@@ -8,12 +8,16 @@ let pending = null; // AbortController of the request in flight
 let timer = null;
 
 function params() {
-  return new URLSearchParams({
+  const asked = new URLSearchParams({
     q: $("q").value,
     kind: form.elements.kind.value,
     k: $("k").value,
     prompt: $("prompt").checked ? "1" : "0",
   });
+  for (const name of ["camera", "after", "before"]) {  // only where the gallery has metadata and one is typed
+    if (!$("filters").hidden && $(name).value.trim()) asked.set(name, $(name).value.trim());
+  }
+  return asked;
 }
 
 function figure(hit) {
@@ -56,7 +60,8 @@ async function search() {
     }
     $("status").textContent =
       `${body.results.length} results, treated as ${body.kind}` +
-      (body.filter === "auto" ? "" : ` (${body.filter} images only)`) + `, ${body.ms} ms`;
+      (body.filter === "auto" ? "" : ` (${body.filter} images only)`) +
+      (body.where && body.where !== "none" ? `, ${body.where}` : "") + `, ${body.ms} ms`;
     $("encoded").textContent = `encoded: ${body.text}`;
     $("results").replaceChildren(...body.results.map(figure));
   } catch (err) {
@@ -84,4 +89,12 @@ fetch("/api/info")
     $("prompt").parentElement.title = `append "${info.vehicle_prompt}" to vehicle queries`;
     $("k").max = info.max_k;
     $("q").maxLength = info.max_query;
+    if (info.metadata > 0) {
+      $("filters").hidden = false;
+      $("cameras").replaceChildren(...info.cameras.map((name) => {
+        const option = document.createElement("option");
+        option.value = name;
+        return option;
+      }));
+    }
   });
