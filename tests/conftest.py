@@ -18,6 +18,17 @@ from hypothesis import settings
 settings.register_profile("traffic-retrieval", deadline=None)
 settings.load_profile("traffic-retrieval")
 
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """faiss's OpenMP at one thread for a module's tests (the engine tests), restored after it."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 import torch
@@ -21,12 +20,7 @@ from traffic_retrieval.retrieval.rank import topk_blocked
 QUERIES = ["a red SUV", "a blue Sedan", "a person in a white coat", "a black truck", "a woman with a bag"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 import torch
@@ -26,12 +25,7 @@ from traffic_retrieval.synthetic.generate import generate
 pytest.importorskip("milvus_lite")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")  # tests/conftest.py
 
 
 def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
