@@ -7,7 +7,7 @@ dimension D, with 10,000 queries, through the project's own store, index and sea
 The vectors are written as the embedding store writes a gallery (float16 shards of 2,048 rows and
 a manifest); every kind then runs in its own process, so that the peak RSS printed (VmHWM) is that
 kind's alone: exact search first (``flat``: its top-10 is the reference for recall), then each
-approximate index, built from the shards, its search depth tuned on 2,000 other queries as
+approximate index, built from the shards, its search depth tuned on 2,000 other queries (``--tuning-queries``) as
 ``traffic-retrieval index`` tunes it, and measured on the 10,000. Per kind: build time, peak RSS,
 recall@10 against exact, latency of single queries (p50/p95, in ms; with a kind filter too), and
 the throughput of one batch of all the queries. The last line is one JSON object.
@@ -147,7 +147,7 @@ def run_kind(kind: str, args: argparse.Namespace) -> dict:
     base_rss = peak_rss_mib()
     store = Embeddings.open(args.workdir / "store")
     world = World(args.images, args.dim)
-    queries, tuning = world.queries(args.queries, seed=1), world.queries(TUNING_QUERIES, seed=3)
+    queries, tuning = world.queries(args.queries, seed=1), world.queries(args.tuning_queries, seed=3)
     budget = args.budget or default_budget()
     r: dict = {"kind": kind, "images": args.images, "dim": args.dim, "queries": args.queries,
                "budget_mib": budget / 2**20, "baseline_rss_mib": base_rss}
@@ -269,6 +269,8 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1280)
     p.add_argument("--queries", type=int, default=10_000)
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; flat (the reference) always runs")
+    p.add_argument("--tuning-queries", type=int, default=TUNING_QUERIES,
+                   help="queries the approximate kinds' depth is tuned on, half of them held out (as index tunes)")
     p.add_argument("--single", type=int, default=1000, help="queries timed one at a time, approximate kinds")
     p.add_argument("--exact-single", type=int, default=20, help="queries timed one at a time, exact")
     p.add_argument("--budget", type=float, default=None, help="GiB (default: a quarter of the machine's memory)")

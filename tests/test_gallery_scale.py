@@ -26,8 +26,8 @@ def run(*args: str) -> str:
 def test_every_kind_is_measured_and_the_last_line_is_the_json(tmp_path):
     outputs = []
     for images in (3000, 6000):
-        out = run("--images", str(images), "--dim", "64", "--queries", "300", "--single", "20", "--exact-single", "3",
-                  "--budget", "0.01", "--workdir", str(tmp_path / f"w{images}"))
+        out = run("--images", str(images), "--dim", "64", "--queries", "300", "--tuning-queries", "400", "--single", "20",
+                  "--exact-single", "3", "--budget", "0.01", "--workdir", str(tmp_path / f"w{images}"))
         outputs.append(tmp_path / f"{images}.txt")
         outputs[-1].write_text(out)
     result = json.loads(out.strip().splitlines()[-1])

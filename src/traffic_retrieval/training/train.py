@@ -78,7 +78,7 @@ SEED_SETTINGS = TrainSettings(workers=8)  # ViT-bigG-14 on the real data, GPU (t
 # degradation on 70% of the crops (training/degrade.py). Four epochs of a 14,000-image pretrain split:
 # two left stage 1 short of what it can learn (seed 1: 0.676 official mAP@10 with two, 0.837 with four;
 # docs/shift/dev-seed1-stage1-epochs.md); the cost is time: the default run took 21 min on 2 cores
-training at 60 samples/s (best-result-review/README.md), over its 15-minute budget there. The
+# training at 60 samples/s (best-result-review/README.md), over its 15-minute budget there. The
 # learning rate, 2e-3, is twice CLIP's usual: in about 880 steps the image tower must learn small cues (a
 # sleeve, a badge) from scratch; chosen on seed 1 among 1e-3, 2e-3 and 4e-3 (docs/domain-shift.md).
 TINY_SETTINGS = TrainSettings(epochs=4, batch_size=64, lr=2e-3, warmup=50, wd=0.1, degrade=0.7)
